@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Run the test tiers and print one closing line: "check: N passed, N failed".
+#   unit        our standalone C tests (plain, ASan+UBSan) and the fuzzer
+#   functional  QEMU functional tests (tests/functional/test_ppc64_tb_*.py)
+#               run by QEMU's meson in the native build
+# Usage: check.sh BUILD_DIR [TIER...]
+set -uo pipefail
+. "$(dirname "$0")/lib.sh"
+build=$1
+shift
+tiers=${*:-unit functional}
+passed=0 failed=0 skipped=0
+
+# Count results from a meson testlog.json (one JSON object per line).
+count() {
+    local log=$1 p f s
+    read -r p f s < <(/usr/bin/python3 - "$log" <<'EOF'
+import json, sys
+p = f = s = 0
+for line in open(sys.argv[1]):
+    r = json.loads(line)['result']
+    if r in ('OK', 'EXPECTEDFAIL'):
+        p += 1
+    elif r == 'SKIP':
+        s += 1
+    else:
+        f += 1
+print(p, f, s)
+EOF
+    )
+    passed=$((passed + p)) failed=$((failed + f)) skipped=$((skipped + s))
+    info "$p passed, $f failed, $s skipped"
+}
+
+for tier in $tiers; do
+    case $tier in
+    unit)
+        step "tier unit: arithmetic unit tests (plain, ASan+UBSan), fuzzer"
+        meson test -C "$build/tools" --print-errorlogs --no-rebuild \
+            > "$build/tools/check.log" 2>&1
+        grep -E '^ *[0-9]+/[0-9]+ ' "$build/tools/check.log" | sed 's/^/    /'
+        count "$build/tools/meson-logs/testlog.json"
+        ;;
+    functional)
+        step "tier functional: migration tests between QEMU processes (TCG)"
+        tests=$(cd "$build/qemu-src/tests/functional" &&
+                ls test_ppc64_tb_*.py | sed 's/^test_\(.*\)\.py$/func-ppc64-\1/')
+        TBFORK_GUEST="$TBFORK_CACHE/guest" \
+            meson test -C "$build/qemu-native" --print-errorlogs \
+            --no-rebuild $tests > "$build/qemu-native/check.log" 2>&1
+        grep -E '^ *[0-9]+/[0-9]+ ' "$build/qemu-native/check.log" |
+            sed 's/^/    /'
+        count "$build/qemu-native/meson-logs/testlog.json"
+        ;;
+    *)
+        die "unknown tier $tier"
+        ;;
+    esac
+done
+[ "$failed" = 0 ] || warn "some tests failed: see the logs named above"
+echo "check: $passed passed, $failed failed, $skipped skipped"
+[ "$failed" = 0 ]

@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# Lay out the fork's QEMU source tree:
+#   1. unpack Debian's source package (with Debian's own patches) once,
+#      into $BUILD/qemu-pristine (also used as "stock" QEMU);
+#   2. copy it to a staging tree, lay our own files over it (they must be
+#      new files: upstream files are changed only by the patch series)
+#      and apply patches/qemu/series, failing on any hunk that does not
+#      apply cleanly;
+#   3. sync the staging tree into $BUILD/qemu-src by content, so files
+#      that did not change keep their mtime and ninja rebuilds only what
+#      really changed.
+# Usage: prepare-qemu-tree.sh DSC BUILD_DIR
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+
+dsc=$1
+build=$2
+top=$(cd "$(dirname "$0")/.." && pwd)
+# Our directories laid over the QEMU tree (laid out as QEMU would).
+OVERLAY="hw target migration include qapi docs tests/functional"
+
+pristine="$build/qemu-pristine"
+staging="$build/qemu-staging"
+dest="$build/qemu-src"
+ver=$(sed -n 's/^Version: //p' "$dsc")
+
+if [ ! -f "$pristine/.version" ] || [ "$(cat "$pristine/.version")" != "$ver" ]; then
+    step "unpacking Debian qemu $ver (dpkg-source -x, Debian's patches)"
+    rm -rf "$pristine"
+    dpkg-source -q -x "$dsc" "$pristine" >/dev/null ||
+        die "dpkg-source -x $dsc failed"
+    # dpkg-source leaves a copy of the orig tarball beside the tree.
+    rm -f "$build"/qemu_*.orig.tar.*
+    echo "$ver" > "$pristine/.version"
+fi
+
+overlay_files() {
+    local d
+    for d in $OVERLAY; do
+        [ -d "$top/$d" ] && (cd "$top" && find "$d" -type f)
+    done | sort
+}
+
+inputs_hash() {
+    {
+        echo "$ver"
+        (cd "$top" && overlay_files | xargs -r sha256sum)
+        (cd "$top/patches/qemu" && sha256sum series $(grep -v '^#' series))
+    } | sha256sum | cut -d' ' -f1
+}
+
+want=$(inputs_hash)
+if [ -f "$dest/.tbfork-inputs" ] && [ "$(cat "$dest/.tbfork-inputs")" = "$want" ]; then
+    info "QEMU tree up to date ($dest)"
+    exit 0
+fi
+
+step "laying our files over QEMU and applying patches/qemu/series"
+rm -rf "$staging"
+cp -a "$pristine" "$staging"
+rm -f "$staging/.version"
+for f in $(overlay_files); do
+    [ -e "$pristine/$f" ] &&
+        die "$f exists upstream: change upstream files only via patches/qemu"
+    mkdir -p "$staging/$(dirname "$f")"
+    cp "$top/$f" "$staging/$f"
+done
+n=0
+while read -r p; do
+    case "$p" in ''|'#'*) continue;; esac
+    n=$((n + 1))
+    info "applying $p"
+    (cd "$staging" && git apply --whitespace=nowarn -p1 "$top/patches/qemu/$p") ||
+        die "patch $p does not apply cleanly to qemu $ver"
+done < "$top/patches/qemu/series"
+info "$n patches applied"
+
+mkdir -p "$dest"
+rsync -rlc --delete --exclude=/.tbfork-inputs "$staging/" "$dest/"
+rm -rf "$staging"
+echo "$want" > "$dest/.tbfork-inputs"
+info "QEMU tree ready: $dest (qemu $ver + $n patches)"

@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# Install everything this project needs on a Debian 12 (bookworm) host:
+# apt sources (bookworm-backports, deb-src for bookworm and trixie, the
+# ppc64el architecture for guest/sysroot debs) and the host packages.
+# Idempotent: when every package is already installed it only checks.
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+
+SOURCES=/etc/apt/sources.list.d/qemu-tb-fork.sources
+
+# Host packages. meson >= 1.5, pycotap and the stock QEMU we compare
+# against come from bookworm-backports.
+BPO_PKGS="meson python3-pycotap qemu-system-ppc qemu-system-data qemu-utils"
+PKGS="build-essential ninja-build pkg-config ccache dpkg-dev rsync
+  libglib2.0-dev libfdt-dev libpixman-1-dev zlib1g-dev
+  python3-venv python3-setuptools flex bison
+  gcc-powerpc64le-linux-gnu libc6-dev-ppc64el-cross
+  cpio xz-utils zstd file clang llvm libclang-rt-14-dev"
+
+want_sources() {
+    cat <<'EOF'
+# Written by qemu-tb-fork scripts/setup-host.sh
+Types: deb deb-src
+URIs: http://deb.debian.org/debian
+Suites: bookworm-backports
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+
+Types: deb-src
+URIs: http://deb.debian.org/debian
+Suites: bookworm bookworm-updates trixie trixie-updates
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+EOF
+}
+
+missing_pkgs() {
+    local p
+    for p in $BPO_PKGS $PKGS; do
+        dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null |
+            grep -q '^install ok installed' || echo "$p"
+    done
+}
+
+need_update=0
+if [ ! -f "$SOURCES" ] || ! want_sources | cmp -s - "$SOURCES"; then
+    step "adding apt sources ($SOURCES)"
+    want_sources > "$SOURCES"
+    need_update=1
+fi
+if ! dpkg --print-foreign-architectures | grep -qx ppc64el; then
+    step "adding dpkg architecture ppc64el (guest and sysroot debs)"
+    dpkg --add-architecture ppc64el
+    need_update=1
+fi
+
+missing=$(missing_pkgs)
+if [ -n "$missing" ] || [ "$need_update" = 1 ] ||
+   ! apt-cache showsrc qemu 2>/dev/null | grep -q '^Version: 1:10\.0\.'; then
+    apt_update
+fi
+missing=$(missing_pkgs)
+if [ -n "$missing" ]; then
+    step "installing host packages: $(echo $missing)"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y --no-install-recommends -t bookworm-backports \
+        $BPO_PKGS >/dev/null || die "apt-get install (backports) failed"
+    apt-get install -y --no-install-recommends $PKGS >/dev/null ||
+        die "apt-get install failed"
+    missing=$(missing_pkgs)
+    [ -z "$missing" ] || die "still missing after install: $missing"
+fi
+meson_ver=$(meson --version)
+case "$meson_ver" in
+    0.*|1.[0-4].*) die "meson $meson_ver is too old (need >= 1.5)";;
+esac
+info "host ready: meson $meson_ver, $(qemu-system-ppc64 --version | head -1)"

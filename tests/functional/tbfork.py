@@ -1,0 +1,236 @@
+# Helpers for the timebase (TB) migration tests, demo and benchmark.
+#
+# Drives pseries guests that run the TB probe (tests/guest/tbprobe.c)
+# through QEMU's own python/qemu QEMUMachine and QMP, live-migrates them
+# between two QEMU processes with a forced stop (pause-before-switchover)
+# and measures what the guest saw: the TB advance across the stop versus
+# the stop-to-start time from the QMP events (STOP on the source, RESUME
+# on the destination).
+#
+# Copyright (c) 2026 qemu-tb-fork developers
+# SPDX-License-Identifier: GPL-2.0-or-later
+
+import os
+import re
+import socket
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional
+
+from qemu.machine import QEMUMachine
+
+PROBE_RE = re.compile(r'TBP (\w+)((?: \w+=-?\d+)*)')
+
+
+@dataclass
+class ProbeLine:
+    host_time: float        # time.time() when the line was received
+    kind: str               # start, sum, jump, back, skew
+    fields: Dict[str, int]
+
+
+class ProbeReader:
+    """Reads a guest console socket in a thread and parses TBP lines."""
+
+    def __init__(self, sock: socket.socket, log_path: Optional[str] = None):
+        self.sock = sock
+        self.lines: List[ProbeLine] = []
+        self.text: List[str] = []
+        self.cond = threading.Condition()
+        self._log = open(log_path, 'w', encoding='utf-8') if log_path else None
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        buf = b''
+        while True:
+            try:
+                data = self.sock.recv(4096)
+            except OSError:
+                break
+            if not data:
+                break
+            now = time.time()
+            buf += data
+            while b'\n' in buf:
+                raw, buf = buf.split(b'\n', 1)
+                line = raw.decode('utf-8', 'replace').strip('\r')
+                if self._log:
+                    self._log.write(f'{now:.6f} {line}\n')
+                    self._log.flush()
+                with self.cond:
+                    self.text.append(line)
+                    m = PROBE_RE.search(line)
+                    if m:
+                        fields = {k: int(v) for k, v in
+                                  re.findall(r'(\w+)=(-?\d+)', m.group(2))}
+                        self.lines.append(ProbeLine(now, m.group(1), fields))
+                    self.cond.notify_all()
+
+    def of_kind(self, kind: str) -> List[ProbeLine]:
+        with self.cond:
+            return [p for p in self.lines if p.kind == kind]
+
+    def wait_for(self, kind: str, count: int = 1, timeout: float = 60.0,
+                 pred=None) -> List[ProbeLine]:
+        """Wait until `count` lines of `kind` (matching pred) arrived."""
+        deadline = time.time() + timeout
+        with self.cond:
+            while True:
+                got = [p for p in self.lines if p.kind == kind and
+                       (pred is None or pred(p))]
+                if len(got) >= count:
+                    return got
+                left = deadline - time.time()
+                if left <= 0:
+                    tail = '\n'.join(self.text[-20:])
+                    raise TimeoutError(f'no {count} TBP {kind} lines in '
+                                       f'{timeout}s; console tail:\n{tail}')
+                self.cond.wait(left)
+
+
+def event_time(event: dict) -> float:
+    ts = event['timestamp']
+    return ts['seconds'] + ts['microseconds'] / 1e6
+
+
+@dataclass
+class MigrationResult:
+    stop_s: float              # requested extra stop
+    stop_to_start_s: float     # RESUME(dst).ts - STOP(src).ts
+    tb_advance_s: float        # guest-visible TB advance across the stop
+    error_s: float             # tb_advance - stop_to_start
+    backwards: int             # backwards steps seen by the probe
+    downtime_ms: Optional[int]  # as reported by query-migrate
+    tb_freq: int
+    extra: Dict[str, object] = field(default_factory=dict)
+
+
+class TBMigrationRig:
+    """Source and destination QEMUs running one probe guest."""
+
+    def __init__(self, qemu_bin: str, guest_dir: str, log_dir: str,
+                 machine: str = 'pseries', machine_opts: str = '',
+                 smp: int = 1, mem: str = '256M',
+                 probe_opts: str = 'i=100,t=5000',
+                 dst_qemu_bin: Optional[str] = None,
+                 src_machine_opts: Optional[str] = None,
+                 dst_machine_opts: Optional[str] = None):
+        self.qemu_bin = qemu_bin
+        self.dst_qemu_bin = dst_qemu_bin or qemu_bin
+        self.guest_dir = guest_dir
+        self.log_dir = log_dir
+        self.machine = machine
+        self.src_machine_opts = (src_machine_opts if src_machine_opts
+                                 is not None else machine_opts)
+        self.dst_machine_opts = (dst_machine_opts if dst_machine_opts
+                                 is not None else machine_opts)
+        self.smp = smp
+        self.mem = mem
+        self.probe_opts = probe_opts
+        self.hop = 0
+        self.vms: List[QEMUMachine] = []
+        os.makedirs(log_dir, exist_ok=True)
+        self.sock_dir = tempfile.mkdtemp(prefix='tbfork-')
+
+    def _machine_arg(self, opts: str) -> str:
+        # x-vof: QEMU's small built-in firmware boots the kernel directly.
+        arg = f'{self.machine},x-vof=on'
+        return f'{arg},{opts}' if opts else arg
+
+    def new_vm(self, name: str, binary: str, machine_opts: str,
+               incoming: Optional[str] = None) -> QEMUMachine:
+        vm = QEMUMachine(binary, name=name, base_temp_dir=self.sock_dir,
+                         log_dir=self.log_dir)
+        vm.set_console()
+        vm.add_args('-M', self._machine_arg(machine_opts),
+                    '-cpu', 'power9', '-smp', str(self.smp), '-m', self.mem,
+                    '-accel', 'tcg', '-nodefaults', '-display', 'none',
+                    '-L', '/usr/share/qemu',
+                    '-kernel', os.path.join(self.guest_dir, 'vmlinux'),
+                    '-initrd', os.path.join(self.guest_dir,
+                                            'guest-initrd.gz'),
+                    '-append', f'console=hvc0 quiet tbp={self.probe_opts}')
+        if incoming:
+            vm.add_args('-incoming', incoming)
+        self.vms.append(vm)
+        return vm
+
+    def start_source(self) -> (QEMUMachine, ProbeReader):
+        vm = self.new_vm('src', self.qemu_bin, self.src_machine_opts)
+        vm.launch()
+        reader = ProbeReader(vm.console_socket,
+                             os.path.join(self.log_dir, 'console-src.log'))
+        reader.wait_for('start', timeout=120)
+        reader.wait_for('sum', count=3, timeout=60)
+        return vm, reader
+
+    def migrate(self, src: QEMUMachine, src_reader: ProbeReader,
+                stop_s: float, dst_bin: Optional[str] = None,
+                dst_opts: Optional[str] = None,
+                settle_s: float = 1.0) -> (QEMUMachine, ProbeReader,
+                                            MigrationResult):
+        """Migrate src to a new destination with a forced stop."""
+        self.hop += 1
+        port = free_port()
+        uri = f'tcp:127.0.0.1:{port}'
+        dst = self.new_vm(f'dst{self.hop}', dst_bin or self.dst_qemu_bin,
+                          self.dst_machine_opts if dst_opts is None
+                          else dst_opts, incoming=uri)
+        dst.launch()
+        dst_reader = ProbeReader(dst.console_socket,
+                                 os.path.join(self.log_dir,
+                                              f'console-dst{self.hop}.log'))
+        src.cmd('migrate-set-capabilities', capabilities=[
+            {'capability': 'pause-before-switchover', 'state': True},
+            {'capability': 'events', 'state': True}])
+        src.cmd('migrate-set-parameters', **{'max-bandwidth': 10 << 30,
+                                             'downtime-limit': 300})
+        last_src_seq = max((p.fields['seq'] for p in
+                            src_reader.of_kind('sum')), default=-1)
+        src.cmd('migrate', uri=uri)
+        src.event_wait('MIGRATION', timeout=120,
+                       match={'data': {'status': 'pre-switchover'}})
+        time.sleep(stop_s)
+        src.cmd('migrate-continue', state='pre-switchover')
+        resume = dst.event_wait('RESUME', timeout=120)
+        stop = src.event_wait('STOP', timeout=10)
+        src.event_wait('MIGRATION', timeout=60,
+                       match={'data': {'status': 'completed'}})
+        info = src.cmd('query-migrate')
+        # Lines the source printed before it stopped end at last_src_seq
+        # (plus any printed during the last RAM passes).
+        last_src_seq = max((p.fields['seq'] for p in
+                            src_reader.of_kind('sum')), default=last_src_seq)
+        after = dst_reader.wait_for(
+            'sum', count=2, timeout=60,
+            pred=lambda p: p.fields['seq'] > last_src_seq)
+        time.sleep(settle_s)
+        crossing = after[0]
+        freq = src_reader.of_kind('start')[0].fields['freq']
+        stop_to_start = event_time(resume) - event_time(stop)
+        tb_adv = crossing.fields['maxgap'] / freq
+        backwards = sum(len(r.of_kind('back')) for r in
+                        (src_reader, dst_reader))
+        result = MigrationResult(
+            stop_s=stop_s, stop_to_start_s=stop_to_start,
+            tb_advance_s=tb_adv, error_s=tb_adv - stop_to_start,
+            backwards=backwards, downtime_ms=info.get('downtime'),
+            tb_freq=freq)
+        src.shutdown()
+        return dst, dst_reader, result
+
+    def cleanup(self) -> None:
+        for vm in self.vms:
+            try:
+                vm.shutdown(hard=True)
+            except Exception:   # pylint: disable=broad-except
+                pass
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]

@@ -1,0 +1,236 @@
+/*
+ * tbprobe: a guest-side timebase (TB) probe for POWER.
+ *
+ * Spins reading the TB with mftb and reports, over stdout (the guest
+ * console), every backwards step and every forward jump between two
+ * consecutive reads larger than a threshold, plus a periodic summary.
+ * A live migration shows up as one jump whose size is the guest-visible
+ * TB advance across the stop (0 when the TB is frozen).
+ *
+ * With -a it runs one pinned process per online CPU and, in addition,
+ * a cross-CPU check: CPU 0 publishes its TB in shared memory and every
+ * other CPU verifies that its own TB, read after seeing that value, is
+ * not smaller (a TB that differs between vCPUs fails this).
+ *
+ * Output lines (all start with "TBP"; fields are key=value, decimal):
+ *   TBP start freq=HZ cpus=N interval_ms=I thresh_us=T
+ *   TBP jump cpu=C seq=S from=TB0 to=TB1 gap=TICKS
+ *   TBP back cpu=C from=TB0 to=TB1 step=TICKS
+ *   TBP skew cpu=C ref=TBREF own=TBOWN behind=TICKS
+ *   TBP sum cpu=C seq=S tb=TB maxgap=TICKS back=N jumps=N skews=N
+ *
+ * Build: static, for ppc64le (tests/guest/Makefile rules in the top
+ * Makefile). Options come from argv or from one comma-separated word,
+ * e.g. "tbprobe i=200,t=20000,a" as passed through the kernel cmdline.
+ */
+#define _GNU_SOURCE
+#include <inttypes.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static inline uint64_t read_tb(void)
+{
+#if defined(__powerpc64__)
+    uint64_t tb;
+
+    __asm__ __volatile__("mftb %0" : "=r"(tb) : : "memory");
+    return tb;
+#else
+#error "tbprobe reads the POWER timebase and builds for powerpc64 only"
+#endif
+}
+
+struct shared {
+    volatile uint64_t ref_tb;   /* last TB published by CPU 0 */
+    volatile uint64_t ref_seq;  /* bumped after each publication */
+};
+
+struct opts {
+    unsigned interval_ms;       /* summary period, in TB time */
+    unsigned thresh_us;         /* report jumps larger than this */
+    int all_cpus;
+    unsigned duration_s;        /* 0: run forever */
+};
+
+static uint64_t timebase_freq(void)
+{
+    char line[256];
+    uint64_t freq = 0;
+    FILE *f = fopen("/proc/cpuinfo", "r");
+
+    if (!f) {
+        return 0;
+    }
+    while (fgets(line, sizeof(line), f)) {
+        if (strncmp(line, "timebase", 8) == 0) {
+            char *colon = strchr(line, ':');
+
+            if (colon) {
+                freq = strtoull(colon + 1, NULL, 10);
+                break;
+            }
+        }
+    }
+    fclose(f);
+    return freq;
+}
+
+static void pin_to(int cpu)
+{
+    cpu_set_t set;
+
+    CPU_ZERO(&set);
+    CPU_SET(cpu, &set);
+    if (sched_setaffinity(0, sizeof(set), &set)) {
+        printf("TBP error cpu=%d pin failed\n", cpu);
+    }
+}
+
+static void run(int cpu, uint64_t freq, const struct opts *o,
+                struct shared *sh)
+{
+    uint64_t interval = freq / 1000 * o->interval_ms;
+    uint64_t thresh = freq / 1000000 * o->thresh_us;
+    uint64_t stop_after = o->duration_s ? freq * o->duration_s : 0;
+    uint64_t seq = 0, nback = 0, njump = 0, nskew = 0, maxgap = 0;
+    uint64_t start, prev, next_sum, seen_seq = 0;
+
+    if (o->all_cpus) {
+        pin_to(cpu);
+    }
+    start = prev = read_tb();
+    next_sum = start + interval;
+    for (;;) {
+        uint64_t now = read_tb();
+        int64_t step = (int64_t)(now - prev);
+
+        if (step < 0) {
+            nback++;
+            printf("TBP back cpu=%d from=%" PRIu64 " to=%" PRIu64
+                   " step=%" PRId64 "\n", cpu, prev, now, step);
+        } else {
+            if ((uint64_t)step > maxgap) {
+                maxgap = step;
+            }
+            if ((uint64_t)step > thresh) {
+                njump++;
+                printf("TBP jump cpu=%d seq=%" PRIu64 " from=%" PRIu64
+                       " to=%" PRIu64 " gap=%" PRId64 "\n",
+                       cpu, seq, prev, now, step);
+            }
+        }
+        if (sh) {
+            if (cpu == 0) {
+                sh->ref_tb = now;
+                __atomic_thread_fence(__ATOMIC_SEQ_CST);
+                sh->ref_seq++;
+            } else if (sh->ref_seq != seen_seq) {
+                uint64_t ref, own;
+
+                seen_seq = sh->ref_seq;
+                __atomic_thread_fence(__ATOMIC_SEQ_CST);
+                ref = sh->ref_tb;
+                __atomic_thread_fence(__ATOMIC_SEQ_CST);
+                own = read_tb();
+                if ((int64_t)(own - ref) < 0) {
+                    nskew++;
+                    printf("TBP skew cpu=%d ref=%" PRIu64 " own=%" PRIu64
+                           " behind=%" PRId64 "\n",
+                           cpu, ref, own, (int64_t)(ref - own));
+                }
+            }
+        }
+        if ((int64_t)(now - next_sum) >= 0) {
+            printf("TBP sum cpu=%d seq=%" PRIu64 " tb=%" PRIu64
+                   " maxgap=%" PRIu64 " back=%" PRIu64 " jumps=%" PRIu64
+                   " skews=%" PRIu64 "\n",
+                   cpu, seq, now, maxgap, nback, njump, nskew);
+            fflush(stdout);
+            seq++;
+            maxgap = 0;
+            next_sum = now + interval;
+            if (stop_after && now - start >= stop_after) {
+                return;
+            }
+        }
+        prev = now;
+    }
+}
+
+static void parse_word(struct opts *o, char *word)
+{
+    char *tok, *save = NULL;
+
+    for (tok = strtok_r(word, ",", &save); tok;
+         tok = strtok_r(NULL, ",", &save)) {
+        if (strncmp(tok, "i=", 2) == 0) {
+            o->interval_ms = strtoul(tok + 2, NULL, 10);
+        } else if (strncmp(tok, "t=", 2) == 0) {
+            o->thresh_us = strtoul(tok + 2, NULL, 10);
+        } else if (strncmp(tok, "d=", 2) == 0) {
+            o->duration_s = strtoul(tok + 2, NULL, 10);
+        } else if (strcmp(tok, "a") == 0) {
+            o->all_cpus = 1;
+        } else if (*tok) {
+            fprintf(stderr, "tbprobe: unknown option '%s'\n", tok);
+            exit(2);
+        }
+    }
+}
+
+int main(int argc, char **argv)
+{
+    struct opts o = { .interval_ms = 500, .thresh_us = 20000 };
+    struct shared *sh = NULL;
+    uint64_t freq;
+    long ncpu = 1;
+    int i;
+
+    for (i = 1; i < argc; i++) {
+        parse_word(&o, argv[i]);
+    }
+    if (o.interval_ms == 0) {
+        o.interval_ms = 1;
+    }
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    freq = timebase_freq();
+    if (!freq) {
+        printf("TBP error no timebase frequency in /proc/cpuinfo\n");
+        return 1;
+    }
+    if (o.all_cpus) {
+        ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+        sh = mmap(NULL, sizeof(*sh), PROT_READ | PROT_WRITE,
+                  MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+        if (sh == MAP_FAILED) {
+            printf("TBP error mmap\n");
+            return 1;
+        }
+        memset(sh, 0, sizeof(*sh));
+    }
+    printf("TBP start freq=%" PRIu64 " cpus=%ld interval_ms=%u thresh_us=%u\n",
+           freq, ncpu, o.interval_ms, o.thresh_us);
+    if (!o.all_cpus) {
+        run(0, freq, &o, NULL);
+        return 0;
+    }
+    for (i = 1; i < ncpu; i++) {
+        pid_t pid = fork();
+
+        if (pid == 0) {
+            run(i, freq, &o, sh);
+            _exit(0);
+        }
+    }
+    run(0, freq, &o, sh);
+    while (wait(NULL) > 0) {
+    }
+    return 0;
+}
