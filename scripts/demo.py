@@ -46,8 +46,11 @@ def main() -> int:
               f'destination): {res.stop_to_start_s * 1e3:9.3f} ms')
         print(f'    guest-visible TB advance across the stop:          '
               f'{res.tb_advance_s * 1e3:9.3f} ms')
-        print(f'    error (TB advance - real time):                    '
-              f'{res.error_s * 1e3:+9.3f} ms')
+        print(f'    TB advance minus stop-to-start:                    '
+              f'{res.gap_error_s * 1e3:+9.3f} ms')
+        print(f'    TB error against host realtime (TB lost(-)/gained(+) '
+              f'across the migration, NTP-style): '
+              f'{res.error_s * 1e3:+.3f} ms')
         print(f'    backwards TB steps seen by the probe:              '
               f'{res.backwards}')
         print(f'    downtime reported by QEMU:                         '

@@ -70,7 +70,11 @@ while read -r p; do
     case "$p" in ''|'#'*) continue;; esac
     n=$((n + 1))
     info "applying $p"
-    (cd "$staging" && git apply --whitespace=nowarn -p1 "$top/patches/qemu/$p") ||
+    # patch(1), not git apply: inside this repository's work tree git
+    # apply would silently skip paths outside the current directory.
+    # --fuzz=0: a hunk whose context changed is an error, not a guess.
+    (cd "$staging" && patch -p1 --fuzz=0 --forward --batch --quiet \
+        --no-backup-if-mismatch -r - < "$top/patches/qemu/$p") ||
         die "patch $p does not apply cleanly to qemu $ver"
 done < "$top/patches/qemu/series"
 info "$n patches applied"

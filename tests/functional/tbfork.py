@@ -96,12 +96,24 @@ def event_time(event: dict) -> float:
     return ts['seconds'] + ts['microseconds'] / 1e6
 
 
+def guest_lag(lines: List[ProbeLine], freq: int) -> Optional[float]:
+    """Host receive time minus guest TB time, lowest over `lines`.
+
+    Each line's receive time is its TB time plus a positive console
+    latency, so the minimum estimates the TB's offset from host realtime
+    (NTP-style). A TB that loses L seconds raises this by L.
+    """
+    lags = [p.host_time - p.fields['tb'] / freq for p in lines]
+    return min(lags) if lags else None
+
+
 @dataclass
 class MigrationResult:
     stop_s: float              # requested extra stop
     stop_to_start_s: float     # RESUME(dst).ts - STOP(src).ts
     tb_advance_s: float        # guest-visible TB advance across the stop
-    error_s: float             # tb_advance - stop_to_start
+    gap_error_s: float         # tb_advance - stop_to_start
+    error_s: float             # TB error against host realtime (NTP-style)
     backwards: int             # backwards steps seen by the probe
     downtime_ms: Optional[int]  # as reported by query-migrate
     tb_freq: int
@@ -131,6 +143,8 @@ class TBMigrationRig:
         self.mem = mem
         self.probe_opts = probe_opts
         self.hop = 0
+        # Probe summaries used on each side for the NTP-style estimate.
+        self.lag_samples = 15
         self.vms: List[QEMUMachine] = []
         os.makedirs(log_dir, exist_ok=True)
         self.sock_dir = tempfile.mkdtemp(prefix='tbfork-')
@@ -164,7 +178,10 @@ class TBMigrationRig:
         reader = ProbeReader(vm.console_socket,
                              os.path.join(self.log_dir, 'console-src.log'))
         reader.wait_for('start', timeout=120)
-        reader.wait_for('sum', count=3, timeout=60)
+        # Let boot settle, then collect steady-state summaries.
+        first = reader.wait_for('sum', timeout=60)[0]
+        reader.wait_for('sum', count=self.lag_samples, timeout=60,
+                        pred=lambda p: p.host_time > first.host_time + 0.5)
         return vm, reader
 
     def migrate(self, src: QEMUMachine, src_reader: ProbeReader,
@@ -188,8 +205,8 @@ class TBMigrationRig:
             {'capability': 'events', 'state': True}])
         src.cmd('migrate-set-parameters', **{'max-bandwidth': 10 << 30,
                                              'downtime-limit': 300})
-        last_src_seq = max((p.fields['seq'] for p in
-                            src_reader.of_kind('sum')), default=-1)
+        before = src_reader.of_kind('sum')
+        last_src_seq = max((p.fields['seq'] for p in before), default=-1)
         src.cmd('migrate', uri=uri)
         src.event_wait('MIGRATION', timeout=120,
                        match={'data': {'status': 'pre-switchover'}})
@@ -207,16 +224,25 @@ class TBMigrationRig:
         after = dst_reader.wait_for(
             'sum', count=2, timeout=60,
             pred=lambda p: p.fields['seq'] > last_src_seq)
-        time.sleep(settle_s)
         crossing = after[0]
+        # Steady-state lines after the switch, for the NTP-style estimate.
+        settled = time.time() + 0.3
+        dst_reader.wait_for('sum', count=self.lag_samples, timeout=60,
+                            pred=lambda p: p.host_time > settled)
+        time.sleep(settle_s)
         freq = src_reader.of_kind('start')[0].fields['freq']
         stop_to_start = event_time(resume) - event_time(stop)
         tb_adv = crossing.fields['maxgap'] / freq
+        lag_pre = guest_lag(before[-self.lag_samples:], freq)
+        lag_post = guest_lag([p for p in dst_reader.of_kind('sum')
+                              if p.host_time > settled]
+                             [:self.lag_samples], freq)
         backwards = sum(len(r.of_kind('back')) for r in
                         (src_reader, dst_reader))
         result = MigrationResult(
             stop_s=stop_s, stop_to_start_s=stop_to_start,
-            tb_advance_s=tb_adv, error_s=tb_adv - stop_to_start,
+            tb_advance_s=tb_adv, gap_error_s=tb_adv - stop_to_start,
+            error_s=lag_pre - lag_post,
             backwards=backwards, downtime_ms=info.get('downtime'),
             tb_freq=freq)
         src.shutdown()

@@ -1,0 +1,760 @@
+/*
+ * pseries timebase migration: keep the guest timebase (TB) monotonic and
+ * advanced by the real stop-to-start time across migration, on KVM and
+ * TCG.
+ *
+ * When the VM stops, a (guest TB, host CLOCK_REALTIME) pair is sampled.
+ * It travels in the spapr/timebase-sync subsection (or, from a stock
+ * QEMU source, upstream's guest_timebase/time_of_the_day_ns fields are
+ * used). When the VM starts, ppc_tb_calc decides the TB advance from the
+ * realtime delta, the policy, the cap and the clamp; it is then applied
+ * by advancing the virtual clock (TCG: TB, DEC and every virtual timer
+ * move together) or by programming KVM_REG_PPC_TB_OFFSET on every vCPU,
+ * rounded to the kernel's 2^24-tick granule towards the nearest value
+ * that does not go under the saved TB.
+ *
+ * See docs/system/ppc/timebase-migration.rst.
+ *
+ * Copyright (c) 2026 qemu-tb-fork developers
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+#include "qemu/osdep.h"
+#include "qemu/error-report.h"
+#include "qemu/main-loop.h"
+#include "qemu/timer.h"
+#include "qapi/error.h"
+#include "qapi/visitor.h"
+#include "qapi/util.h"
+#include "qapi/qapi-commands-ppc-timebase-target.h"
+#include "qapi/qapi-events-ppc-timebase-target.h"
+#include "qapi/qapi-visit-ppc-timebase-target.h"
+#include "qobject/qdict.h"
+#include "monitor/monitor.h"
+#include "monitor/hmp-target.h"
+#include "monitor/hmp.h"
+#include "migration/vmstate.h"
+#include "system/runstate.h"
+#include "system/kvm.h"
+#include "system/cpu-timers.h"
+#include "system/replay.h"
+#include "hw/boards.h"
+#include "hw/ppc/ppc.h"
+#include "hw/ppc/spapr.h"
+#include "hw/ppc/spapr_cpu_core.h"
+#include "hw/ppc/spapr_nested.h"
+#include "hw/ppc/ppc_tb_sync.h"
+#include "cpu.h"
+#include "trace.h"
+#ifdef CONFIG_KVM
+#include <linux/kvm.h>
+#endif
+
+/* Samples taken to find the tightest (host TB, realtime) bracket. */
+#define TB_SYNC_PAIR_TRIES 5
+
+static PPCTBSync *tb_sync_of(SpaprMachineState *spapr)
+{
+    return &spapr->tb_sync;
+}
+
+static PowerPCCPU *tb_sync_first_cpu(void)
+{
+    return first_cpu ? POWERPC_CPU(first_cpu) : NULL;
+}
+
+static uint64_t tb_sync_freq(void)
+{
+    PowerPCCPU *cpu = tb_sync_first_cpu();
+
+    return cpu && cpu->env.tb_env ? cpu->env.tb_env->tb_freq : 0;
+}
+
+static int64_t tb_sync_realtime_ns(PPCTBSync *s)
+{
+    struct timespec ts;
+
+    if (replay_mode != REPLAY_MODE_NONE) {
+        return 0;   /* as upstream: no realtime stamp under record/replay */
+    }
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * NANOSECONDS_PER_SECOND + ts.tv_nsec +
+           s->x_realtime_skew_ms * (int64_t)SCALE_MS;
+}
+
+/*
+ * The L1 guest's TB offset. With nested HV under TCG, a vCPU running an
+ * L2 carries the L2's offset in env; the L1's is in the saved host state.
+ */
+static int64_t tb_sync_l1_offset(PowerPCCPU *cpu)
+{
+    SpaprCpuState *spapr_cpu = spapr_cpu_state(cpu);
+
+    if (spapr_cpu && spapr_cpu->in_nested && spapr_cpu->nested_host_state) {
+        return spapr_cpu->nested_host_state->tb_offset;
+    }
+    return cpu->env.tb_env->tb_offset;
+}
+
+/* Virtual clock in TB ticks: what TCG adds tb_offset to. */
+static uint64_t tb_sync_vclock_ticks(PowerPCCPU *cpu)
+{
+    return cpu_ppc_get_tb(cpu->env.tb_env,
+                          qemu_clock_get_ns(QEMU_CLOCK_VIRTUAL), 0);
+}
+
+static bool tb_sync_sample(PPCTBSync *s, PPCTBSyncSample *out)
+{
+    PowerPCCPU *cpu = tb_sync_first_cpu();
+
+    if (!cpu || !cpu->env.tb_env) {
+        return false;
+    }
+    if (kvm_enabled()) {
+        /* The guest TB runs in hardware: bracket the clock read. */
+        TBCalcSample samples[TB_SYNC_PAIR_TRIES];
+        TBCalcPair pair;
+        int i;
+
+        for (i = 0; i < TB_SYNC_PAIR_TRIES; i++) {
+            samples[i].tb_before = cpu_get_host_ticks();
+            samples[i].realtime_ns = tb_sync_realtime_ns(s);
+            samples[i].tb_after = cpu_get_host_ticks();
+        }
+        if (!tbcalc_pick_pair(samples, TB_SYNC_PAIR_TRIES, &pair)) {
+            return false;
+        }
+        out->tb = pair.tb + tb_sync_l1_offset(cpu);
+        out->realtime_ns = pair.realtime_ns;
+        out->err_ticks = pair.err_ticks;
+    } else {
+        /* TCG: the TB follows the virtual clock, frozen while stopped. */
+        out->tb = tb_sync_vclock_ticks(cpu) + tb_sync_l1_offset(cpu);
+        out->realtime_ns = tb_sync_realtime_ns(s);
+        out->err_ticks = 0;
+    }
+    return true;
+}
+
+static bool tb_sync_is_user_pause(RunState state)
+{
+    return state == RUN_STATE_PAUSED || state == RUN_STATE_SAVE_VM ||
+           state == RUN_STATE_DEBUG;
+}
+
+/* ---- Applying a decision ---- */
+
+static void tb_sync_apply_tcg(const PPCTBSyncRecord *rec)
+{
+    PowerPCCPU *cpu = tb_sync_first_cpu();
+    uint64_t now_tb = tb_sync_vclock_ticks(cpu) + tb_sync_l1_offset(cpu);
+    int64_t ticks = (int64_t)(rec->result.target_tb - now_tb);
+    int64_t ns;
+
+    if (ticks <= 0) {
+        /* Already at or past the target: never move the TB back. */
+        trace_ppc_tb_sync_tcg_advance(now_tb, rec->result.target_tb, 0);
+        return;
+    }
+    if (icount_enabled()) {
+        warn_report_once("timebase: cannot advance the virtual clock under "
+                         "icount; the guest TB stays frozen");
+        return;
+    }
+    /*
+     * Advance the virtual clock rather than tb_offset: DEC, HDEC and every
+     * virtual timer then see the same elapsed time (an expired DEC fires
+     * at resume), and tb_offset stays 0, so a stock QEMU destination that
+     * does not migrate it still sees a monotonic TB.
+     */
+    ns = tbcalc_ticks_to_ns(ticks, cpu->env.tb_env->tb_freq);
+    cpu_clock_advance(ns);
+    qemu_clock_notify(QEMU_CLOCK_VIRTUAL);
+    trace_ppc_tb_sync_tcg_advance(now_tb, rec->result.target_tb, ns);
+}
+
+#ifdef CONFIG_KVM
+static int tb_sync_kvm_check(Error **errp)
+{
+    PowerPCCPU *cpu = tb_sync_first_cpu();
+    int64_t off;
+    int ret;
+
+    ret = kvm_get_one_reg(CPU(cpu), KVM_REG_PPC_TB_OFFSET, &off);
+    if (ret) {
+        error_setg(errp, "timebase: this kernel does not support "
+                   "KVM_REG_PPC_TB_OFFSET (%s): the guest timebase cannot "
+                   "be carried over", strerror(-ret));
+        return ret;
+    }
+    return 0;
+}
+
+static void tb_sync_apply_kvm(PPCTBSyncRecord *rec)
+{
+    uint64_t host_tb = cpu_get_host_ticks();
+    int64_t residue, readback = 0;
+    uint64_t offset;
+    CPUState *cs;
+    int ret;
+
+    offset = tbcalc_kvm_offset(rec->result.target_tb, rec->saved_tb, host_tb,
+                               TBCALC_KVM_GRANULE_SHIFT, &residue);
+    rec->kvm = true;
+    rec->kvm_requested_offset = offset;
+    CPU_FOREACH(cs) {
+        PowerPCCPU *cpu = POWERPC_CPU(cs);
+        int64_t want = offset;
+
+        ret = kvm_set_one_reg(cs, KVM_REG_PPC_TB_OFFSET, &want);
+        if (!ret) {
+            ret = kvm_get_one_reg(cs, KVM_REG_PPC_TB_OFFSET, &readback);
+        }
+        trace_ppc_tb_sync_kvm_set(cs->cpu_index, offset, readback, ret);
+        if (ret) {
+            error_report("timebase: setting KVM_REG_PPC_TB_OFFSET on vCPU %d "
+                         "failed: %s; the guest timebase is wrong",
+                         cs->cpu_index, strerror(-ret));
+            continue;
+        }
+        if ((uint64_t)readback != offset) {
+            warn_report("timebase: KVM applied TB offset 0x%" PRIx64
+                        " instead of 0x%" PRIx64 " on vCPU %d",
+                        (uint64_t)readback, offset, cs->cpu_index);
+        }
+        cpu->env.tb_env->tb_offset = readback;
+    }
+    rec->kvm_applied_offset = readback;
+    rec->kvm_residue_ticks = residue + (int64_t)((uint64_t)readback - offset);
+}
+#else
+static int tb_sync_kvm_check(Error **errp)
+{
+    return 0;
+}
+
+static void tb_sync_apply_kvm(PPCTBSyncRecord *rec)
+{
+    g_assert_not_reached();
+}
+#endif
+
+static TimebaseAdjustment *tb_sync_record_to_qapi(const PPCTBSyncRecord *rec)
+{
+    TimebaseAdjustment *a = g_new0(TimebaseAdjustment, 1);
+
+    a->trigger = rec->trigger;
+    a->from_subsection = rec->from_subsection;
+    a->policy = rec->policy;
+    a->saved_tb = rec->saved_tb;
+    a->saved_realtime_ns = rec->saved_realtime_ns;
+    a->pairing_error_ns = rec->pairing_err_ns;
+    a->resume_realtime_ns = rec->resume_realtime_ns;
+    a->measured_ns = rec->result.measured_ns;
+    a->applied_ns = rec->result.applied_ns;
+    a->delta_ticks = rec->result.delta_ticks;
+    a->target_tb = rec->result.target_tb;
+    a->reason = qapi_enum_parse(&TimebaseAdjustReason_lookup,
+                                tbcalc_reason_name(rec->result.reason),
+                                TIMEBASE_ADJUST_REASON_APPLIED, &error_abort);
+    if (rec->kvm) {
+        a->has_kvm_requested_offset = true;
+        a->kvm_requested_offset = rec->kvm_requested_offset;
+        a->has_kvm_applied_offset = true;
+        a->kvm_applied_offset = rec->kvm_applied_offset;
+        a->has_kvm_residue_ticks = true;
+        a->kvm_residue_ticks = rec->kvm_residue_ticks;
+    }
+    return a;
+}
+
+static void tb_sync_resume(SpaprMachineState *spapr)
+{
+    PPCTBSync *s = tb_sync_of(spapr);
+    PPCTBSyncRecord rec = { .valid = true, .policy = s->policy };
+    uint64_t freq = tb_sync_freq();
+    TBCalcInput in = {
+        .tb_freq = freq,
+        .cap_ns = s->max_delta_ms * SCALE_MS,
+        .policy = s->policy,
+    };
+    TimebaseAdjustment *event;
+
+    if (s->incoming) {
+        rec.trigger = s->incoming_loadvm ? TIMEBASE_ADJUST_TRIGGER_LOADVM :
+                                           TIMEBASE_ADJUST_TRIGGER_MIGRATION;
+        rec.from_subsection = s->incoming_subsection;
+        if (s->incoming_subsection) {
+            in.saved_tb = s->wire.guest_tb;
+            in.saved_realtime_ns = s->wire.realtime_ns;
+            in.user_paused = s->wire.flags & PPC_TB_SYNC_F_USER_PAUSED;
+            rec.pairing_err_ns = tbcalc_ticks_to_ns(s->wire.pairing_err_ticks,
+                                                    freq);
+        } else {
+            /*
+             * A stock QEMU source: upstream's fields. Under TCG its
+             * guest_timebase is meaningless; the TB is wherever the
+             * migrated virtual clock put it.
+             */
+            PowerPCCPU *cpu = tb_sync_first_cpu();
+
+            in.saved_tb = kvm_enabled() ? spapr->tb.guest_timebase :
+                tb_sync_vclock_ticks(cpu) + tb_sync_l1_offset(cpu);
+            in.saved_realtime_ns = spapr->tb.time_of_the_day_ns;
+        }
+        /* A snapshot is a pause by definition. */
+        in.user_paused |= s->incoming_loadvm;
+    } else if (s->stop_valid) {
+        rec.trigger = TIMEBASE_ADJUST_TRIGGER_RESUME;
+        in.saved_tb = s->stop.tb;
+        in.saved_realtime_ns = s->stop.realtime_ns;
+        in.user_paused = s->stop.user_paused;
+        rec.pairing_err_ns = tbcalc_ticks_to_ns(s->stop.err_ticks, freq);
+    } else {
+        return;     /* first start: nothing to carry over */
+    }
+    s->incoming = false;
+    s->incoming_subsection = false;
+    s->stop_valid = false;
+
+    in.now_realtime_ns = tb_sync_realtime_ns(s);
+    if (!tbcalc_decide(&in, &rec.result)) {
+        error_report("timebase: invalid input (frequency %" PRIu64
+                     ", policy %d): TB left frozen", freq, in.policy);
+    }
+    rec.saved_tb = in.saved_tb;
+    rec.saved_realtime_ns = in.saved_realtime_ns;
+    rec.resume_realtime_ns = in.now_realtime_ns;
+    trace_ppc_tb_sync_decide(TimebaseAdjustTrigger_str(rec.trigger),
+                             in.saved_tb, in.saved_realtime_ns,
+                             in.now_realtime_ns, rec.result.applied_ns,
+                             rec.result.delta_ticks,
+                             tbcalc_reason_name(rec.result.reason));
+    if (rec.result.reason == TBCALC_REASON_CLOCK_BACKWARDS ||
+        rec.result.reason == TBCALC_REASON_CAPPED) {
+        trace_ppc_tb_sync_clamp(tbcalc_reason_name(rec.result.reason),
+                                rec.result.measured_ns,
+                                rec.result.applied_ns);
+    }
+
+    if (kvm_enabled()) {
+        tb_sync_apply_kvm(&rec);
+    } else {
+        tb_sync_apply_tcg(&rec);
+    }
+    s->last = rec;
+
+    event = tb_sync_record_to_qapi(&rec);
+    qapi_event_send_timebase_adjusted(event);
+    qapi_free_TimebaseAdjustment(event);
+}
+
+static void tb_sync_vm_state_change(void *opaque, bool running,
+                                    RunState state)
+{
+    SpaprMachineState *spapr = opaque;
+    PPCTBSync *s = tb_sync_of(spapr);
+
+    if (running) {
+        tb_sync_resume(spapr);
+        return;
+    }
+    /* Upstream's stop-side bookkeeping for its own (compat) fields. */
+    cpu_ppc_clock_vm_state_change(&spapr->tb, false, state);
+    s->stop_valid = tb_sync_sample(s, &s->stop);
+    s->stop.user_paused = tb_sync_is_user_pause(state);
+    if (s->stop_valid) {
+        /* A TB a stock destination can use too, under TCG as well. */
+        spapr->tb.guest_timebase = s->stop.tb;
+        trace_ppc_tb_sync_save("stop", s->stop.tb, s->stop.realtime_ns,
+                               s->stop.err_ticks, s->stop.user_paused);
+    }
+}
+
+/* ---- The spapr/timebase-sync subsection ---- */
+
+static bool tb_sync_needed(void *opaque)
+{
+    return tb_sync_of(opaque)->send_subsection;
+}
+
+static int tb_sync_pre_save(void *opaque)
+{
+    SpaprMachineState *spapr = opaque;
+    PPCTBSync *s = tb_sync_of(spapr);
+    PowerPCCPU *cpu = tb_sync_first_cpu();
+    PPCTBSyncSample now;
+
+    /*
+     * Under KVM the TB keeps running in hardware while the VM is stopped,
+     * so re-sample just before the device state goes out, as upstream
+     * does: the pair stays consistent and is fresher. Under TCG the TB is
+     * frozen and the stop-time pair is the right one.
+     */
+    if (!s->stop_valid || (kvm_enabled() && !s->stop.user_paused)) {
+        bool paused = s->stop_valid && s->stop.user_paused;
+
+        if (!tb_sync_sample(s, &now)) {
+            error_report("spapr/timebase-sync: no timebase to save");
+            return -EINVAL;
+        }
+        now.user_paused = paused;
+        s->stop = now;
+        s->stop_valid = true;
+        trace_ppc_tb_sync_save("pre_save", now.tb, now.realtime_ns,
+                               now.err_ticks, now.user_paused);
+    }
+    s->wire = (PPCTBSyncWire) {
+        .version = PPC_TB_SYNC_FORMAT_VERSION,
+        .flags = (s->stop.user_paused ? PPC_TB_SYNC_F_USER_PAUSED : 0) |
+                 (kvm_enabled() ? PPC_TB_SYNC_F_KVM : 0),
+        .guest_tb = s->stop.tb,
+        .realtime_ns = s->stop.realtime_ns,
+        .pairing_err_ticks = s->stop.err_ticks,
+        .tb_freq = tb_sync_freq(),
+        .tb_offset = cpu ? tb_sync_l1_offset(cpu) : 0,
+    };
+    return 0;
+}
+
+static int tb_sync_pre_load(void *opaque)
+{
+    tb_sync_of(opaque)->wire_loaded = false;
+    return 0;
+}
+
+static int tb_sync_post_load(void *opaque, int version_id)
+{
+    PPCTBSync *s = tb_sync_of(opaque);
+    uint64_t freq = tb_sync_freq();
+
+    trace_ppc_tb_sync_load(s->wire.version, s->wire.flags, s->wire.guest_tb,
+                           s->wire.realtime_ns, s->wire.tb_freq);
+    if (s->wire.version != PPC_TB_SYNC_FORMAT_VERSION) {
+        error_report("spapr/timebase-sync: field 'version': unsupported "
+                     "format version %" PRIu32 " (this QEMU reads %d)",
+                     s->wire.version, PPC_TB_SYNC_FORMAT_VERSION);
+        return -EINVAL;
+    }
+    if (s->wire.flags & ~PPC_TB_SYNC_F_ALL) {
+        error_report("spapr/timebase-sync: field 'flags': unknown bits "
+                     "0x%" PRIx32, s->wire.flags & ~PPC_TB_SYNC_F_ALL);
+        return -EINVAL;
+    }
+    if (s->wire.tb_freq != freq) {
+        error_report("spapr/timebase-sync: field 'tb_freq': the source's "
+                     "timebase runs at %" PRIu64 " Hz, this machine's at %"
+                     PRIu64 " Hz", s->wire.tb_freq, freq);
+        return -EINVAL;
+    }
+    s->wire_loaded = true;
+    return 0;
+}
+
+const VMStateDescription vmstate_spapr_tb_sync = {
+    .name = "spapr/timebase-sync",
+    .version_id = 1,
+    .minimum_version_id = 1,
+    .needed = tb_sync_needed,
+    .pre_save = tb_sync_pre_save,
+    .pre_load = tb_sync_pre_load,
+    .post_load = tb_sync_post_load,
+    .fields = (const VMStateField[]) {
+        VMSTATE_UINT32(tb_sync.wire.version, SpaprMachineState),
+        VMSTATE_UINT32(tb_sync.wire.flags, SpaprMachineState),
+        VMSTATE_UINT64(tb_sync.wire.guest_tb, SpaprMachineState),
+        VMSTATE_INT64(tb_sync.wire.realtime_ns, SpaprMachineState),
+        VMSTATE_UINT64(tb_sync.wire.pairing_err_ticks, SpaprMachineState),
+        VMSTATE_UINT64(tb_sync.wire.tb_freq, SpaprMachineState),
+        VMSTATE_INT64(tb_sync.wire.tb_offset, SpaprMachineState),
+        VMSTATE_END_OF_LIST()
+    },
+};
+
+int spapr_tb_sync_post_load(SpaprMachineState *spapr)
+{
+    PPCTBSync *s = tb_sync_of(spapr);
+    Error *err = NULL;
+
+    if (kvm_enabled() && tb_sync_kvm_check(&err)) {
+        /* Refuse: without the register the TB origin would break. */
+        error_report_err(err);
+        return -EINVAL;
+    }
+    s->incoming = true;
+    s->incoming_loadvm = runstate_check(RUN_STATE_RESTORE_VM);
+    s->incoming_subsection = s->wire_loaded;
+    s->wire_loaded = false;
+    return 0;
+}
+
+/* ---- Machine properties ---- */
+
+static void tb_sync_get_max_delta(Object *obj, Visitor *v, const char *name,
+                                  void *opaque, Error **errp)
+{
+    visit_type_uint64(v, name, &tb_sync_of(SPAPR_MACHINE(obj))->max_delta_ms,
+                      errp);
+}
+
+static void tb_sync_set_max_delta(Object *obj, Visitor *v, const char *name,
+                                  void *opaque, Error **errp)
+{
+    uint64_t value;
+
+    if (!visit_type_uint64(v, name, &value, errp)) {
+        return;
+    }
+    if (value > UINT64_MAX / SCALE_MS) {
+        error_setg(errp, "tb-max-delta-ms %" PRIu64 " is too large", value);
+        return;
+    }
+    tb_sync_of(SPAPR_MACHINE(obj))->max_delta_ms = value;
+}
+
+static void tb_sync_get_skew(Object *obj, Visitor *v, const char *name,
+                             void *opaque, Error **errp)
+{
+    visit_type_int64(v, name,
+                     &tb_sync_of(SPAPR_MACHINE(obj))->x_realtime_skew_ms, errp);
+}
+
+static void tb_sync_set_skew(Object *obj, Visitor *v, const char *name,
+                             void *opaque, Error **errp)
+{
+    int64_t value;
+
+    if (!visit_type_int64(v, name, &value, errp)) {
+        return;
+    }
+    if (value > INT64_MAX / SCALE_MS || value < INT64_MIN / SCALE_MS) {
+        error_setg(errp, "x-tb-realtime-skew-ms %" PRId64 " is out of range",
+                   value);
+        return;
+    }
+    tb_sync_of(SPAPR_MACHINE(obj))->x_realtime_skew_ms = value;
+}
+
+static bool tb_sync_get_subsection(Object *obj, Error **errp)
+{
+    return tb_sync_of(SPAPR_MACHINE(obj))->send_subsection;
+}
+
+static void tb_sync_set_subsection(Object *obj, bool value, Error **errp)
+{
+    tb_sync_of(SPAPR_MACHINE(obj))->send_subsection = value;
+}
+
+static int tb_sync_get_policy(Object *obj, Error **errp)
+{
+    return tb_sync_of(SPAPR_MACHINE(obj))->policy;
+}
+
+static void tb_sync_set_policy(Object *obj, int value, Error **errp)
+{
+    tb_sync_of(SPAPR_MACHINE(obj))->policy = value;
+}
+
+void spapr_tb_sync_class_init(ObjectClass *oc)
+{
+    /* TimebasePolicy and TBCalcPolicy name the same values in order. */
+    QEMU_BUILD_BUG_ON((int)TIMEBASE_POLICY_FREEZE != TBCALC_POLICY_FREEZE ||
+                      (int)TIMEBASE_POLICY_DOWNTIME != TBCALC_POLICY_DOWNTIME ||
+                      (int)TIMEBASE_POLICY_WALLCLOCK !=
+                      TBCALC_POLICY_WALLCLOCK ||
+                      (int)TIMEBASE_POLICY__MAX != TBCALC_POLICY__MAX);
+
+    object_class_property_add_enum(oc, "tb-policy", "TimebasePolicy",
+                                   &TimebasePolicy_lookup,
+                                   tb_sync_get_policy, tb_sync_set_policy);
+    object_class_property_set_description(oc, "tb-policy",
+        "How the guest timebase moves while the VM is stopped: freeze "
+        "(upstream), downtime (default: advance by migration downtime, "
+        "not user pauses) or wallclock (follow host time)");
+    object_class_property_add(oc, "tb-max-delta-ms", "uint64",
+                              tb_sync_get_max_delta, tb_sync_set_max_delta,
+                              NULL, NULL);
+    object_class_property_set_description(oc, "tb-max-delta-ms",
+        "Largest timebase advance applied at resume, in ms (0: no cap)");
+    object_class_property_add_bool(oc, "tb-sync", tb_sync_get_subsection,
+                                   tb_sync_set_subsection);
+    object_class_property_set_description(oc, "tb-sync",
+        "Send the spapr/timebase-sync migration subsection (off: "
+        "migratable to QEMU without it)");
+    object_class_property_add(oc, "x-tb-realtime-skew-ms", "int64",
+                              tb_sync_get_skew, tb_sync_set_skew, NULL, NULL);
+    object_class_property_set_description(oc, "x-tb-realtime-skew-ms",
+        "Experimental, for tests: offset added to this process's host "
+        "realtime readings");
+}
+
+/*
+ * Machine compat_props are applied to devices, not to the machine
+ * itself: apply ours (older machine types turn tb-sync off).
+ */
+static void tb_sync_apply_compat(SpaprMachineState *spapr)
+{
+    GPtrArray *props = MACHINE_GET_CLASS(spapr)->compat_props;
+    guint i;
+
+    for (i = 0; props && i < props->len; i++) {
+        GlobalProperty *p = g_ptr_array_index(props, i);
+
+        if (!strcmp(p->driver, TYPE_SPAPR_MACHINE) &&
+            g_str_has_prefix(p->property, "tb-")) {
+            object_property_parse(OBJECT(spapr), p->property, p->value,
+                                  &error_abort);
+        }
+    }
+}
+
+void spapr_tb_sync_instance_init(SpaprMachineState *spapr)
+{
+    PPCTBSync *s = tb_sync_of(spapr);
+
+    s->send_subsection = true;
+    s->policy = TBCALC_POLICY_DOWNTIME;
+    s->max_delta_ms = PPC_TB_SYNC_DEFAULT_MAX_DELTA_MS;
+    tb_sync_apply_compat(spapr);
+}
+
+void spapr_tb_sync_machine_init(SpaprMachineState *spapr)
+{
+    /* Replaces upstream's KVM-only cpu_ppc_clock_vm_state_change. */
+    qemu_add_vm_change_state_handler(tb_sync_vm_state_change, spapr);
+}
+
+/* ---- Monitor ---- */
+
+#ifdef CONFIG_KVM
+static void tb_sync_read_kvm_offset(CPUState *cs, run_on_cpu_data arg)
+{
+    int64_t *off = arg.host_ptr;
+
+    if (kvm_get_one_reg(cs, KVM_REG_PPC_TB_OFFSET, off)) {
+        *off = POWERPC_CPU(cs)->env.tb_env->tb_offset;
+    }
+}
+#endif
+
+TimebaseInfo *qmp_query_timebase(Error **errp)
+{
+    SpaprMachineState *spapr = (SpaprMachineState *)
+        object_dynamic_cast(qdev_get_machine(), TYPE_SPAPR_MACHINE);
+    TimebaseInfo *info;
+    TimebaseVcpuList **tail;
+    CPUState *cs;
+
+    if (!spapr) {
+        error_setg(errp, "query-timebase needs a pseries machine");
+        return NULL;
+    }
+    info = g_new0(TimebaseInfo, 1);
+    info->frequency = tb_sync_freq();
+    info->accelerator = g_strdup(kvm_enabled() ? "kvm" : "tcg");
+    info->policy = spapr->tb_sync.policy;
+    info->max_delta_ms = spapr->tb_sync.max_delta_ms;
+    info->subsection = spapr->tb_sync.send_subsection;
+    tail = &info->vcpus;
+    CPU_FOREACH(cs) {
+        PowerPCCPU *cpu = POWERPC_CPU(cs);
+        TimebaseVcpu *v = g_new0(TimebaseVcpu, 1);
+        int64_t off = tb_sync_l1_offset(cpu);
+
+        v->cpu_index = cs->cpu_index;
+        if (kvm_enabled()) {
+#ifdef CONFIG_KVM
+            /* The kernel's value is the truth; read it on the vCPU. */
+            run_on_cpu(cs, tb_sync_read_kvm_offset, RUN_ON_CPU_HOST_PTR(&off));
+#endif
+            v->host_tb = cpu_get_host_ticks();
+        } else {
+            v->host_tb = tb_sync_vclock_ticks(cpu);
+        }
+        v->tb_offset = off;
+        v->guest_tb = v->host_tb + off;
+        QAPI_LIST_APPEND(tail, v);
+    }
+    if (spapr->tb_sync.last.valid) {
+        info->last_adjustment = tb_sync_record_to_qapi(&spapr->tb_sync.last);
+    }
+    return info;
+}
+
+static void hmp_print_tb(Monitor *mon, const char *label, uint64_t tb,
+                         uint64_t freq)
+{
+    monitor_printf(mon, "%s0x%016" PRIx64 " (%" PRIu64 ".%09" PRIu64 " s)",
+                   label, tb, freq ? tb / freq : 0,
+                   freq ? tbcalc_ticks_to_ns(tb % freq, freq) : 0);
+}
+
+static void hmp_print_ns(Monitor *mon, const char *label, int64_t ns)
+{
+    monitor_printf(mon, "%s%s%" PRIu64 ".%06" PRIu64 " ms", label,
+                   ns < 0 ? "-" : "", (uint64_t)(ns < 0 ? -ns : ns) / SCALE_MS,
+                   (uint64_t)(ns < 0 ? -ns : ns) % SCALE_MS);
+}
+
+void hmp_info_timebase(Monitor *mon, const QDict *qdict)
+{
+    Error *err = NULL;
+    TimebaseInfo *info = qmp_query_timebase(&err);
+    TimebaseVcpuList *l;
+    TimebaseAdjustment *a;
+
+    if (hmp_handle_error(mon, err)) {
+        return;
+    }
+    monitor_printf(mon, "timebase: %" PRIu64 " Hz, %s, policy %s, cap %"
+                   PRIu64 " ms, migration subsection %s\n",
+                   info->frequency, info->accelerator,
+                   TimebasePolicy_str(info->policy), info->max_delta_ms,
+                   info->subsection ? "on" : "off");
+    monitor_printf(mon, "host TB: %s\n", kvm_enabled() ? "host timebase" :
+                   "virtual clock in TB ticks (TCG)");
+    for (l = info->vcpus; l; l = l->next) {
+        TimebaseVcpu *v = l->value;
+
+        monitor_printf(mon, "vCPU %" PRId64 ": guest TB ", v->cpu_index);
+        hmp_print_tb(mon, "", v->guest_tb, info->frequency);
+        monitor_printf(mon, " tb_offset 0x%016" PRIx64 " host TB 0x%016"
+                       PRIx64 "\n", (uint64_t)v->tb_offset, v->host_tb);
+    }
+    a = info->last_adjustment;
+    if (!a) {
+        monitor_printf(mon, "last adjustment: none\n");
+        qapi_free_TimebaseInfo(info);
+        return;
+    }
+    monitor_printf(mon, "last adjustment: %s (%s), policy %s\n",
+                   TimebaseAdjustTrigger_str(a->trigger),
+                   a->from_subsection ? "spapr/timebase-sync subsection" :
+                   a->trigger == TIMEBASE_ADJUST_TRIGGER_RESUME ?
+                   "local stop" : "time_of_the_day_ns (stock source)",
+                   TimebasePolicy_str(a->policy));
+    hmp_print_tb(mon, "  saved TB:    ", a->saved_tb, info->frequency);
+    monitor_printf(mon, " at realtime %" PRId64 " ns (pairing error %" PRIu64
+                   " ns)\n", a->saved_realtime_ns, a->pairing_error_ns);
+    monitor_printf(mon, "  resumed at realtime %" PRId64 " ns\n",
+                   a->resume_realtime_ns);
+    hmp_print_ns(mon, "  measured stop-to-start: ", a->measured_ns);
+    hmp_print_ns(mon, "\n  delta applied: ", a->applied_ns);
+    monitor_printf(mon, " (%" PRIu64 " ticks), reason: %s\n", a->delta_ticks,
+                   TimebaseAdjustReason_str(a->reason));
+    hmp_print_tb(mon, "  target TB:   ", a->target_tb, info->frequency);
+    monitor_printf(mon, "\n");
+    if (a->has_kvm_requested_offset) {
+        monitor_printf(mon, "  KVM: requested offset 0x%016" PRIx64
+                       ", read back 0x%016" PRIx64 ", rounding residue %"
+                       PRId64 " ticks",
+                       (uint64_t)a->kvm_requested_offset,
+                       (uint64_t)a->kvm_applied_offset, a->kvm_residue_ticks);
+        hmp_print_ns(mon, " (", a->kvm_residue_ticks < 0 ?
+                     -(int64_t)tbcalc_ticks_to_ns(-a->kvm_residue_ticks,
+                                                  info->frequency) :
+                     (int64_t)tbcalc_ticks_to_ns(a->kvm_residue_ticks,
+                                                 info->frequency));
+        monitor_printf(mon, ")\n");
+    }
+    qapi_free_TimebaseInfo(info);
+}

@@ -1,0 +1,87 @@
+/*
+ * pseries timebase migration: keep the guest timebase (TB) monotonic and
+ * advanced by the real stop-to-start time across migration, on KVM and
+ * TCG. See docs/system/ppc/timebase-migration.rst.
+ *
+ * Copyright (c) 2026 qemu-tb-fork developers
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+#ifndef HW_PPC_PPC_TB_SYNC_H
+#define HW_PPC_PPC_TB_SYNC_H
+
+#include "hw/ppc/ppc_tb_calc.h"
+
+#define PPC_TB_SYNC_FORMAT_VERSION 1
+#define PPC_TB_SYNC_F_USER_PAUSED  0x1u   /* stop was a user pause/savevm */
+#define PPC_TB_SYNC_F_KVM          0x2u   /* sampled from the host TB */
+#define PPC_TB_SYNC_F_ALL          0x3u
+
+#define PPC_TB_SYNC_DEFAULT_MAX_DELTA_MS 10000
+
+/* A (guest TB, host realtime) pair. */
+typedef struct PPCTBSyncSample {
+    uint64_t tb;
+    int64_t realtime_ns;
+    uint64_t err_ticks;
+    bool user_paused;
+} PPCTBSyncSample;
+
+/* The spapr/timebase-sync subsection, as it travels. */
+typedef struct PPCTBSyncWire {
+    uint32_t version;
+    uint32_t flags;
+    uint64_t guest_tb;
+    int64_t realtime_ns;
+    uint64_t pairing_err_ticks;
+    uint64_t tb_freq;
+    int64_t tb_offset;
+} PPCTBSyncWire;
+
+/* The last adjustment, for `info timebase` and query-timebase. */
+typedef struct PPCTBSyncRecord {
+    bool valid;
+    int trigger;                /* TimebaseAdjustTrigger */
+    bool from_subsection;
+    TBCalcPolicy policy;
+    uint64_t saved_tb;
+    int64_t saved_realtime_ns;
+    uint64_t pairing_err_ns;
+    int64_t resume_realtime_ns;
+    TBCalcResult result;
+    bool kvm;
+    int64_t kvm_requested_offset;
+    int64_t kvm_applied_offset;
+    int64_t kvm_residue_ticks;
+} PPCTBSyncRecord;
+
+typedef struct PPCTBSync {
+    /* Machine properties */
+    bool send_subsection;       /* tb-sync */
+    int policy;                 /* tb-policy (TimebasePolicy) */
+    uint64_t max_delta_ms;      /* tb-max-delta-ms, 0: no cap */
+    int64_t x_realtime_skew_ms; /* x-tb-realtime-skew-ms (tests only) */
+
+    /* Set when the VM stops */
+    bool stop_valid;
+    PPCTBSyncSample stop;
+
+    /* Incoming state (migration or loadvm) */
+    PPCTBSyncWire wire;
+    bool wire_loaded;           /* the subsection was in the stream */
+    bool incoming;              /* the machine state was just loaded */
+    bool incoming_loadvm;
+    bool incoming_subsection;
+
+    PPCTBSyncRecord last;
+} PPCTBSync;
+
+struct SpaprMachineState;
+
+/* Hooks called from hw/ppc/spapr.c */
+void spapr_tb_sync_class_init(ObjectClass *oc);
+void spapr_tb_sync_instance_init(struct SpaprMachineState *spapr);
+void spapr_tb_sync_machine_init(struct SpaprMachineState *spapr);
+int spapr_tb_sync_post_load(struct SpaprMachineState *spapr);
+extern const VMStateDescription vmstate_spapr_tb_sync;
+
+#endif
