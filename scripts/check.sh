@@ -11,17 +11,23 @@ shift
 tiers=${*:-unit functional}
 passed=0 failed=0 skipped=0
 
-# Count results from a meson testlog.json (one JSON object per line).
+# Count results from meson test's console lines: a TAP test counts its
+# subtests, any other test counts once.
 count() {
     local log=$1 p f s
     read -r p f s < <(/usr/bin/python3 - "$log" <<'EOF'
-import json, sys
+import re, sys
 p = f = s = 0
 for line in open(sys.argv[1]):
-    r = json.loads(line)['result']
-    if r in ('OK', 'EXPECTEDFAIL'):
-        p += 1
-    elif r == 'SKIP':
+    m = re.match(r'\s*\d+/\d+ .*? (OK|EXPECTEDFAIL|SKIP|FAIL|ERROR|TIMEOUT|'
+                 r'UNEXPECTEDPASS)\s+[\d.]+s(.*)', line)
+    if not m:
+        continue
+    res, rest = m.group(1), m.group(2)
+    sub = re.search(r'(\d+) subtests passed', rest)
+    if res in ('OK', 'EXPECTEDFAIL'):
+        p += int(sub.group(1)) if sub else 1
+    elif res == 'SKIP':
         s += 1
     else:
         f += 1
@@ -39,18 +45,18 @@ for tier in $tiers; do
         meson test -C "$build/tools" --print-errorlogs --no-rebuild \
             > "$build/tools/check.log" 2>&1
         grep -E '^ *[0-9]+/[0-9]+ ' "$build/tools/check.log" | sed 's/^/    /'
-        count "$build/tools/meson-logs/testlog.json"
+        count "$build/tools/check.log"
         ;;
     functional)
         step "tier functional: migration tests between QEMU processes (TCG)"
         tests=$(cd "$build/qemu-src/tests/functional" &&
                 ls test_ppc64_tb_*.py | sed 's/^test_\(.*\)\.py$/func-ppc64-\1/')
         TBFORK_GUEST="$TBFORK_CACHE/guest" \
-            meson test -C "$build/qemu-native" --print-errorlogs \
+            meson test -C "$build/qemu-native" --setup thorough --print-errorlogs \
             --no-rebuild $tests > "$build/qemu-native/check.log" 2>&1
         grep -E '^ *[0-9]+/[0-9]+ ' "$build/qemu-native/check.log" |
             sed 's/^/    /'
-        count "$build/qemu-native/meson-logs/testlog.json"
+        count "$build/qemu-native/check.log"
         ;;
     *)
         die "unknown tier $tier"

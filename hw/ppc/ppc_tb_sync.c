@@ -128,11 +128,37 @@ static bool tb_sync_sample(PPCTBSync *s, PPCTBSyncSample *out)
         out->err_ticks = pair.err_ticks;
     } else {
         /* TCG: the TB follows the virtual clock, frozen while stopped. */
+        int64_t vclock = qemu_clock_get_ns(QEMU_CLOCK_VIRTUAL);
+        int64_t mono = get_clock();
+
         out->tb = tb_sync_vclock_ticks(cpu) + tb_sync_l1_offset(cpu);
         out->realtime_ns = tb_sync_realtime_ns(s);
         out->err_ticks = 0;
+        if (s->vclock_minus_mono_valid && !runstate_is_running() &&
+            out->realtime_ns) {
+            /*
+             * The virtual clock froze some time ago (vCPUs were paused and
+             * other handlers ran since): date the freeze with the
+             * monotonic clock it was running from, so the pair is exact.
+             */
+            int64_t frozen_mono = vclock - s->vclock_minus_mono;
+
+            if (frozen_mono <= mono) {
+                out->realtime_ns -= mono - frozen_mono;
+            }
+        }
     }
     return true;
+}
+
+/* Remember how the running virtual clock relates to the monotonic one. */
+static void tb_sync_note_running_vclock(PPCTBSync *s)
+{
+    if (!kvm_enabled() && !icount_enabled()) {
+        s->vclock_minus_mono = qemu_clock_get_ns(QEMU_CLOCK_VIRTUAL) -
+                               get_clock();
+        s->vclock_minus_mono_valid = true;
+    }
 }
 
 static bool tb_sync_is_user_pause(RunState state)
@@ -356,6 +382,7 @@ static void tb_sync_vm_state_change(void *opaque, bool running,
 
     if (running) {
         tb_sync_resume(spapr);
+        tb_sync_note_running_vclock(s);
         return;
     }
     /* Upstream's stop-side bookkeeping for its own (compat) fields. */

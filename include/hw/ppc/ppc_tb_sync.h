@@ -61,6 +61,10 @@ typedef struct PPCTBSync {
     uint64_t max_delta_ms;      /* tb-max-delta-ms, 0: no cap */
     int64_t x_realtime_skew_ms; /* x-tb-realtime-skew-ms (tests only) */
 
+    /* TCG: QEMU_CLOCK_VIRTUAL minus get_clock() while running */
+    bool vclock_minus_mono_valid;
+    int64_t vclock_minus_mono;
+
     /* Set when the VM stops */
     bool stop_valid;
     PPCTBSyncSample stop;

@@ -1,0 +1,206 @@
+#!/usr/bin/env python3
+#
+# Timebase (TB) migration of pseries TCG guests between QEMU processes:
+# the guest TB advances by the real stop-to-start time, never goes
+# backwards, and the monitor reports what was done.
+#
+# Needs the guest artifacts (Debian kernel, initramfs with the TB probe)
+# in $TBFORK_GUEST; `make check` sets it.
+#
+# Copyright (c) 2026 qemu-tb-fork developers
+# SPDX-License-Identifier: GPL-2.0-or-later
+
+import os
+import time
+
+from qemu_test import QemuSystemTest
+from tbfork import TBMigrationRig
+
+# What the docs promise on TCG (docs/system/ppc/timebase-migration.rst):
+# the TB error against host realtime across one migration is within
+# ERROR_BOUND_S; the probe's own view of the stop (its largest gap
+# between two TB reads) is never shorter than the QMP stop-to-start time
+# by more than that, and longer by at most the time the vCPU takes to
+# get going again (GAP_SLACK_S).
+ERROR_BOUND_S = 0.002
+GAP_SLACK_S = 0.100
+
+
+class TBMigrationTest(QemuSystemTest):
+
+    timeout = 900
+
+    def setUp(self):
+        super().setUp()
+        self.guest = os.environ.get('TBFORK_GUEST')
+        self.assertTrue(self.guest and
+                        os.path.exists(os.path.join(self.guest, 'vmlinux')),
+                        'TBFORK_GUEST must name the guest artifacts '
+                        '(make guest)')
+
+    def rig(self, **kwargs):
+        rig = TBMigrationRig(self.qemu_bin, self.guest,
+                             os.path.join(self.outputdir, 'rig'), **kwargs)
+        self.addCleanup(rig.cleanup)
+        return rig
+
+    def assert_compensated(self, res):
+        self.log.info('migration: %s', res)
+        self.assertEqual(res.backwards, 0, 'the guest TB went backwards')
+        self.assertLess(abs(res.error_s), ERROR_BOUND_S,
+                        f'TB error {res.error_s * 1e3:.3f} ms')
+        self.assertGreater(res.gap_error_s, -ERROR_BOUND_S)
+        self.assertLess(res.gap_error_s, GAP_SLACK_S)
+
+    def test_stop_1s(self):
+        """1 s forced stop: the TB advances by the stop-to-start time."""
+        rig = self.rig()
+        src, reader = rig.start_source()
+        dst, dreader, res = rig.migrate(src, reader, 1.0)
+        self.assert_compensated(res)
+        self.assertGreater(res.stop_to_start_s, 1.0)
+
+        info = dst.cmd('query-timebase')
+        last = info['last-adjustment']
+        self.assertEqual(info['accelerator'], 'tcg')
+        self.assertEqual(info['policy'], 'downtime')
+        self.assertEqual(last['trigger'], 'migration')
+        self.assertTrue(last['from-subsection'])
+        self.assertEqual(last['reason'], 'applied')
+        # The measured stop-to-start time is the QMP one, to within the
+        # event latencies on both sides.
+        self.assertAlmostEqual(last['measured-ns'] / 1e9,
+                               res.stop_to_start_s, delta=0.02)
+        self.assertEqual(last['applied-ns'], last['measured-ns'])
+        self.assertEqual(last['target-tb'] - last['saved-tb'],
+                         last['delta-ticks'])
+        events = [e for e in dst.get_qmp_events()
+                  if e['event'] == 'TIMEBASE_ADJUSTED']
+        self.assertEqual(len(events), 1)
+        self.assertEqual(events[0]['data']['delta-ticks'],
+                         last['delta-ticks'])
+
+    def test_stop_0(self):
+        """No extra stop: still compensated, no backwards step."""
+        rig = self.rig()
+        src, reader = rig.start_source()
+        _, _, res = rig.migrate(src, reader, 0.0)
+        self.assert_compensated(res)
+
+    def test_policy_freeze(self):
+        """tb-policy=freeze reproduces upstream: the TB loses the stop."""
+        rig = self.rig(machine_opts='tb-policy=freeze')
+        src, reader = rig.start_source()
+        dst, _, res = rig.migrate(src, reader, 1.0)
+        self.assertEqual(res.backwards, 0)
+        self.assertLess(res.error_s, -0.9)
+        self.assertGreater(res.error_s, -res.stop_to_start_s - ERROR_BOUND_S)
+        last = dst.cmd('query-timebase')['last-adjustment']
+        self.assertEqual(last['reason'], 'policy-freeze')
+        self.assertEqual(last['delta-ticks'], 0)
+
+    def test_skew_ahead_capped(self):
+        """Destination clock 1 h ahead: the delta is capped."""
+        rig = self.rig(dst_machine_opts='x-tb-realtime-skew-ms=3600000,'
+                                        'tb-max-delta-ms=5000')
+        src, reader = rig.start_source()
+        dst, _, res = rig.migrate(src, reader, 0.5)
+        self.assertEqual(res.backwards, 0)
+        last = dst.cmd('query-timebase')['last-adjustment']
+        self.assertEqual(last['reason'], 'capped')
+        self.assertEqual(last['applied-ns'], 5000 * 10**6)
+        self.assertGreater(last['measured-ns'], 3600 * 10**9)
+        # The guest sees the cap, not the hour.
+        self.assertAlmostEqual(res.error_s, 5.0 - res.stop_to_start_s,
+                               delta=ERROR_BOUND_S * 2)
+        hmp = dst.cmd('human-monitor-command',
+                      command_line='info timebase')
+        self.assertIn('reason: capped', hmp)
+
+    def test_skew_behind_clamped(self):
+        """Destination clock 1 h behind: clamped, the TB never goes back."""
+        rig = self.rig(dst_machine_opts='x-tb-realtime-skew-ms=-3600000')
+        src, reader = rig.start_source()
+        dst, _, res = rig.migrate(src, reader, 0.5)
+        self.assertEqual(res.backwards, 0)
+        last = dst.cmd('query-timebase')['last-adjustment']
+        self.assertEqual(last['reason'], 'clock-backwards')
+        self.assertEqual(last['delta-ticks'], 0)
+        self.assertLess(last['measured-ns'], -3500 * 10**9)
+        self.assertLess(res.error_s, 0)
+
+    def local_pause(self, policy):
+        rig = self.rig(machine_opts=f'tb-policy={policy}')
+        src, reader = rig.start_source()
+        src.cmd('stop')
+        time.sleep(1.0)
+        src.cmd('cont')
+        n = len(reader.of_kind('sum'))
+        reader.wait_for('sum', count=n + 3, timeout=30)
+        return src, reader
+
+    def test_user_pause_downtime(self):
+        """A user pause keeps the TB frozen under the default policy."""
+        src, reader = self.local_pause('downtime')
+        last = src.cmd('query-timebase')['last-adjustment']
+        self.assertEqual(last['trigger'], 'resume')
+        self.assertEqual(last['reason'], 'user-paused')
+        self.assertEqual(last['delta-ticks'], 0)
+        self.assertEqual(len(reader.of_kind('back')), 0)
+
+    def test_user_pause_wallclock(self):
+        """tb-policy=wallclock follows the host clock through a pause."""
+        src, reader = self.local_pause('wallclock')
+        last = src.cmd('query-timebase')['last-adjustment']
+        self.assertEqual(last['reason'], 'applied')
+        self.assertGreater(last['applied-ns'], 10**9)
+        gaps = [p.fields['gap'] for p in reader.of_kind('jump')]
+        freq = reader.of_kind('start')[0].fields['freq']
+        self.assertTrue(any(g / freq > 1.0 for g in gaps),
+                        f'no jump over 1 s in {gaps}')
+        self.assertEqual(len(reader.of_kind('back')), 0)
+
+    def test_monitor(self):
+        """QMP query-timebase and HMP info timebase on a running guest."""
+        rig = self.rig()
+        src, _ = rig.start_source()
+        first = src.cmd('query-timebase')
+        time.sleep(0.2)
+        second = src.cmd('query-timebase')
+        self.assertEqual(first['frequency'], 512000000)
+        self.assertTrue(first['subsection'])
+        self.assertEqual(first['max-delta-ms'], 10000)
+        self.assertNotIn('last-adjustment', first)
+        self.assertEqual(len(first['vcpus']), 1)
+        tb1 = first['vcpus'][0]['guest-tb']
+        tb2 = second['vcpus'][0]['guest-tb']
+        self.assertGreater(tb2, tb1 + 0.1 * first['frequency'])
+        for v in second['vcpus']:
+            self.assertEqual(v['guest-tb'], v['host-tb'] + v['tb-offset'])
+        hmp = src.cmd('human-monitor-command', command_line='info timebase')
+        self.assertIn('timebase: 512000000 Hz, tcg, policy downtime', hmp)
+        self.assertIn('vCPU 0: guest TB 0x', hmp)
+        self.assertIn('last adjustment: none', hmp)
+
+    def test_old_machine_type_has_no_subsection(self):
+        """pseries-9.2 keeps the stock stream: compensation from
+        time_of_the_day_ns."""
+        rig = self.rig(machine='pseries-9.2')
+        src, reader = rig.start_source()
+        self.assertFalse(src.cmd('query-timebase')['subsection'])
+        dst, _, res = rig.migrate(src, reader, 1.0)
+        last = dst.cmd('query-timebase')['last-adjustment']
+        self.assertFalse(last['from-subsection'])
+        self.assertEqual(last['reason'], 'applied')
+        self.assertEqual(res.backwards, 0)
+        # time_of_the_day_ns is taken when the source saves its device
+        # state, after the forced stop: only the time from there to the
+        # destination's start is compensated (documented).
+        self.assertGreater(last['measured-ns'], 0)
+        self.assertLess(last['measured-ns'] / 1e9, res.stop_to_start_s - 0.9)
+        self.assertLess(res.error_s, -0.9)
+        self.assertGreater(res.error_s, -res.stop_to_start_s - 0.01)
+
+
+if __name__ == '__main__':
+    QemuSystemTest.main()
