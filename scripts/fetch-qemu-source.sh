@@ -37,12 +37,17 @@ fetch() {
     echo "$dsc"
 }
 
-if ! apt-cache showsrc qemu 2>/dev/null | grep -q "^Version: $pinned\$"; then
+# Versions the apt indexes know (captured first: grep -q under pipefail
+# would SIGPIPE apt-cache).
+versions() { apt-cache showsrc qemu 2>/dev/null | sed -n 's/^Version: //p'; }
+known=$(versions)
+if ! grep -qx "$pinned" <<< "$known"; then
     apt_update
+    known=$(versions)
 fi
 
-if apt-cache showsrc qemu | grep -q "^Version: $pinned\$" &&
-   dsc=$(fetch "$pinned"); then
+if grep -qx "$pinned" <<< "$known"; then
+    dsc=$(fetch "$pinned") || die "apt-get source qemu=$pinned failed"
     info "QEMU source: Debian qemu $pinned (pinned)"
     echo "$dsc"
     exit 0
@@ -50,7 +55,7 @@ fi
 
 # The pinned version is gone from the archive: take the newest 10.0.x.
 best=
-for v in $(apt-cache showsrc qemu | sed -n 's/^Version: //p'); do
+for v in $known; do
     case "$v" in 1:10.0.*) ;; *) continue;; esac
     if [ -z "$best" ] || dpkg --compare-versions "$v" gt "$best"; then
         best=$v

@@ -55,8 +55,10 @@ if ! dpkg --print-foreign-architectures | grep -qx ppc64el; then
 fi
 
 missing=$(missing_pkgs)
+# (Output captured first: grep -q under pipefail would SIGPIPE apt-cache.)
+srcs=$(apt-cache showsrc qemu 2>/dev/null || true)
 if [ -n "$missing" ] || [ "$need_update" = 1 ] ||
-   ! apt-cache showsrc qemu 2>/dev/null | grep -q '^Version: 1:10\.0\.'; then
+   ! grep -q '^Version: 1:10\.0\.' <<< "$srcs"; then
     apt_update
 fi
 missing=$(missing_pkgs)
