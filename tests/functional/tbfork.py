@@ -184,35 +184,67 @@ class TBMigrationRig:
                         pred=lambda p: p.host_time > first.host_time + 0.5)
         return vm, reader
 
-    def migrate(self, src: QEMUMachine, src_reader: ProbeReader,
-                stop_s: float, dst_bin: Optional[str] = None,
-                dst_opts: Optional[str] = None,
-                settle_s: float = 1.0) -> (QEMUMachine, ProbeReader,
-                                            MigrationResult):
-        """Migrate src to a new destination with a forced stop."""
+    def start_destination(self, dst_bin: Optional[str] = None,
+                          dst_opts: Optional[str] = None,
+                          return_path: bool = False, autostart: bool = True
+                          ) -> (QEMUMachine, ProbeReader, int):
         self.hop += 1
         port = free_port()
-        uri = f'tcp:127.0.0.1:{port}'
         dst = self.new_vm(f'dst{self.hop}', dst_bin or self.dst_qemu_bin,
                           self.dst_machine_opts if dst_opts is None
-                          else dst_opts, incoming=uri)
+                          else dst_opts, incoming='defer')
+        if not autostart:
+            dst.add_args('-S')
         dst.launch()
         dst_reader = ProbeReader(dst.console_socket,
                                  os.path.join(self.log_dir,
                                               f'console-dst{self.hop}.log'))
-        src.cmd('migrate-set-capabilities', capabilities=[
-            {'capability': 'pause-before-switchover', 'state': True},
-            {'capability': 'events', 'state': True}])
+        caps = [{'capability': 'events', 'state': True}]
+        if return_path:
+            caps.append({'capability': 'return-path', 'state': True})
+        dst.cmd('migrate-set-capabilities', capabilities=caps)
+        dst.cmd('migrate-incoming', uri=f'tcp:127.0.0.1:{port}')
+        return dst, dst_reader, port
+
+    def start_migration(self, src: QEMUMachine, port: int,
+                        return_path: bool = False) -> None:
+        """Start migrating src to port; it stops in pre-switchover."""
+        caps = [{'capability': 'pause-before-switchover', 'state': True},
+                {'capability': 'events', 'state': True}]
+        if return_path:
+            caps.append({'capability': 'return-path', 'state': True})
+        src.cmd('migrate-set-capabilities', capabilities=caps)
         src.cmd('migrate-set-parameters', **{'max-bandwidth': 10 << 30,
                                              'downtime-limit': 300})
-        before = src_reader.of_kind('sum')
-        last_src_seq = max((p.fields['seq'] for p in before), default=-1)
-        src.cmd('migrate', uri=uri)
+        src.cmd('migrate', uri=f'tcp:127.0.0.1:{port}')
         src.event_wait('MIGRATION', timeout=120,
                        match={'data': {'status': 'pre-switchover'}})
+
+    def migrate(self, src: QEMUMachine, src_reader: ProbeReader,
+                stop_s: float, dst_bin: Optional[str] = None,
+                dst_opts: Optional[str] = None,
+                settle_s: float = 1.0,
+                dst_hold_s: Optional[float] = None
+                ) -> (QEMUMachine, ProbeReader, MigrationResult):
+        """Migrate src to a new destination with a forced stop.
+
+        With dst_hold_s, the destination starts with -S and is only
+        continued that long after the migration completed (as a
+        management layer does), which adds to the stop.
+        """
+        dst, dst_reader, port = self.start_destination(
+            dst_bin, dst_opts, autostart=dst_hold_s is None)
+        before = src_reader.of_kind('sum')
+        last_src_seq = max((p.fields['seq'] for p in before), default=-1)
+        self.start_migration(src, port)
         time.sleep(stop_s)
         src.cmd('migrate-continue', state='pre-switchover')
-        resume = dst.event_wait('RESUME', timeout=120)
+        if dst_hold_s is not None:
+            dst.event_wait('MIGRATION', timeout=120,
+                           match={'data': {'status': 'completed'}})
+            time.sleep(dst_hold_s)
+            dst.cmd('cont')
+        resume = wait_resume_or_failure(src, dst)
         stop = src.event_wait('STOP', timeout=10)
         src.event_wait('MIGRATION', timeout=60,
                        match={'data': {'status': 'completed'}})
@@ -253,6 +285,119 @@ class TBMigrationRig:
             try:
                 vm.shutdown(hard=True)
             except Exception:   # pylint: disable=broad-except
+                pass
+
+
+class MigrationFailed(Exception):
+    pass
+
+
+def wait_resume_or_failure(src: QEMUMachine, dst: QEMUMachine,
+                           timeout: float = 120.0) -> dict:
+    """The destination's RESUME event, or MigrationFailed with its log."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            return dst.event_wait('RESUME', timeout=0.2)
+        except Exception:   # pylint: disable=broad-except
+            pass            # timeout, or the destination is gone
+        try:
+            src.event_wait('MIGRATION', timeout=0.2,
+                           match={'data': {'status': 'failed'}})
+        except Exception:   # pylint: disable=broad-except
+            if dst.is_running():
+                continue
+        # Let a failing destination report and exit by itself.
+        end = time.time() + 10
+        while dst.is_running() and time.time() < end:
+            time.sleep(0.1)
+        dst.shutdown(hard=True)
+        raise MigrationFailed(dst.get_log() or '')
+    raise MigrationFailed(f'no RESUME in {timeout}s')
+
+
+class StreamCorrupter:
+    """A TCP proxy between source and destination that rewrites the
+    spapr/timebase-sync subsection of the migration stream in transit.
+
+    mode: 'version' (impossible format version), 'tb_freq' (wrong TB
+    frequency) or 'truncate' (cut the stream inside the subsection).
+    """
+
+    NAME = b'spapr/timebase-sync'
+    # After the name: section version_id (4), then the fields.
+    OFFSETS = {'version': 4, 'tb_freq': 4 + 4 + 4 + 8 + 8 + 8}
+
+    def __init__(self, dst_port: int, mode: str):
+        self.dst_port = dst_port
+        self.mode = mode
+        self.hit = False
+        self.listener = socket.socket()
+        self.listener.bind(('127.0.0.1', 0))
+        self.listener.listen(1)
+        self.port = self.listener.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        src, _ = self.listener.accept()
+        dst = socket.create_connection(('127.0.0.1', self.dst_port))
+        threading.Thread(target=self._pipe, args=(dst, src),
+                         daemon=True).start()   # return path
+        self._forward(src, dst)
+
+    @staticmethod
+    def _pipe(a: socket.socket, b: socket.socket) -> None:
+        try:
+            while True:
+                data = a.recv(65536)
+                if not data:
+                    break
+                b.sendall(data)
+        except OSError:
+            pass
+        for sock in (a, b):
+            try:
+                sock.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
+
+    def _forward(self, src: socket.socket, dst: socket.socket) -> None:
+        buf = bytearray()
+        keep = len(self.NAME) + 64
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                buf += data
+                i = buf.find(self.NAME) if not self.hit else -1
+                if i >= 0 and len(buf) >= i + len(self.NAME) + 64:
+                    self.hit = True
+                    at = i + len(self.NAME)
+                    if self.mode == 'truncate':
+                        dst.sendall(bytes(buf[:at + 10]))
+                        # shutdown, not just close: the return-path
+                        # thread blocked in recv() keeps the fd alive.
+                        for sock in (dst, src):
+                            sock.shutdown(socket.SHUT_RDWR)
+                        return
+                    off = at + self.OFFSETS[self.mode]
+                    if self.mode == 'version':
+                        buf[off:off + 4] = (99).to_bytes(4, 'big')
+                    else:
+                        freq = int.from_bytes(buf[off:off + 8], 'big')
+                        buf[off:off + 8] = (freq // 2).to_bytes(8, 'big')
+                if self.hit or len(buf) > keep:
+                    n = len(buf) if self.hit else len(buf) - keep
+                    dst.sendall(bytes(buf[:n]))
+                    del buf[:n]
+            dst.sendall(bytes(buf))
+        except OSError:
+            pass
+        for sock in (src, dst):
+            try:
+                sock.shutdown(socket.SHUT_WR)
+            except OSError:
                 pass
 
 

@@ -14,7 +14,15 @@ import os
 import time
 
 from qemu_test import QemuSystemTest
-from tbfork import TBMigrationRig
+from tbfork import (TBMigrationRig, MigrationFailed, StreamCorrupter,
+                    wait_resume_or_failure)
+
+# Stock QEMU to check compatibility with: Debian's qemu-system-ppc
+# (bookworm-backports), installed by scripts/setup-host.sh.
+STOCK_QEMU = '/usr/bin/qemu-system-ppc64'
+# Stock 10.0.2 lacks the icp/server section that later 10.0.x send
+# (an upstream XICS fix), so cross-version pairs use XIVE only.
+COMPAT_OPTS = 'ic-mode=xive'
 
 # What the docs promise on TCG (docs/system/ppc/timebase-migration.rst):
 # the TB error against host realtime across one migration is within
@@ -200,6 +208,84 @@ class TBMigrationTest(QemuSystemTest):
         self.assertLess(last['measured-ns'] / 1e9, res.stop_to_start_s - 0.9)
         self.assertLess(res.error_s, -0.9)
         self.assertGreater(res.error_s, -res.stop_to_start_s - 0.01)
+
+    def bad_stream(self, mode, message):
+        rig = self.rig()
+        src, reader = rig.start_source()
+        dst, _, port = rig.start_destination(return_path=True)
+        proxy = StreamCorrupter(port, mode)
+        rig.start_migration(src, proxy.port, return_path=True)
+        src.cmd('migrate-continue', state='pre-switchover')
+        with self.assertRaises(MigrationFailed) as cm:
+            wait_resume_or_failure(src, dst)
+        self.assertTrue(proxy.hit, 'subsection not seen in the stream')
+        self.assertIn(message, str(cm.exception))
+        # The source notices, fails the migration and runs on.
+        deadline = time.time() + 30
+        while src.cmd('query-migrate')['status'] != 'failed':
+            self.assertLess(time.time(), deadline, 'source did not fail')
+            time.sleep(0.1)
+        self.assertTrue(src.cmd('query-status')['running'])
+        n = len(reader.of_kind('sum'))
+        reader.wait_for('sum', count=n + 3, timeout=30)
+        self.assertEqual(len(reader.of_kind('back')), 0)
+        last = src.cmd('query-timebase')['last-adjustment']
+        self.assertEqual(last['trigger'], 'resume')
+        self.assertEqual(last['reason'], 'applied')
+
+    def test_bad_stream_version(self):
+        """An impossible subsection format version fails the migration."""
+        self.bad_stream('version', "spapr/timebase-sync: field 'version': "
+                        "unsupported format version 99")
+
+    def test_bad_stream_tb_freq(self):
+        """A wrong TB frequency fails the migration."""
+        self.bad_stream('tb_freq', "spapr/timebase-sync: field 'tb_freq'")
+
+    def test_bad_stream_truncated(self):
+        """A stream cut inside the subsection names the field."""
+        self.bad_stream('truncate',
+                        'Failed to load spapr/timebase-sync:tb_sync.wire.')
+
+    def test_compat_fork_to_stock(self):
+        """Fork -> stock 10.0 with tb-sync=off: works, TB monotonic."""
+        rig = self.rig(dst_qemu_bin=STOCK_QEMU,
+                       src_machine_opts=COMPAT_OPTS + ',tb-sync=off',
+                       dst_machine_opts=COMPAT_OPTS)
+        src, reader = rig.start_source()
+        _, _, res = rig.migrate(src, reader, 0.5)
+        self.assertEqual(res.backwards, 0)
+        # Stock freezes the TB across the stop.
+        self.assertLess(res.error_s, -0.4)
+
+    def test_compat_stock_to_fork(self):
+        """Stock 10.0 -> fork: compensated from time_of_the_day_ns."""
+        rig = self.rig(src_machine_opts=COMPAT_OPTS,
+                       dst_machine_opts=COMPAT_OPTS)
+        rig.qemu_bin = STOCK_QEMU
+        src, reader = rig.start_source()
+        # The destination waits 1 s for `cont` after the migration, as
+        # under a management layer: that time is compensated.
+        dst, _, res = rig.migrate(src, reader, 0.0, dst_hold_s=1.0)
+        self.assertEqual(res.backwards, 0)
+        self.assertGreater(res.stop_to_start_s, 1.0)
+        last = dst.cmd('query-timebase')['last-adjustment']
+        self.assertFalse(last['from-subsection'])
+        self.assertEqual(last['reason'], 'applied')
+        self.assertGreater(last['measured-ns'], 10**9)
+        # Only the last RAM pass (between the source's stop and its
+        # device state save) is not compensated; stock loses it all.
+        self.assertLess(res.error_s, 0)
+        self.assertGreater(res.error_s, -0.25)
+
+    def test_compat_fork_to_stock_needs_tb_sync_off(self):
+        """Fork -> stock with the subsection: the stock side refuses."""
+        rig = self.rig(dst_qemu_bin=STOCK_QEMU, machine_opts=COMPAT_OPTS)
+        src, reader = rig.start_source()
+        with self.assertRaises(MigrationFailed) as cm:
+            rig.migrate(src, reader, 0.0)
+        self.assertIn("error while loading state for instance 0x0 of "
+                      "device 'spapr'", str(cm.exception))
 
 
 if __name__ == '__main__':
