@@ -78,3 +78,12 @@ check-functional: qemu-native guest
 
 clean:
 	rm -rf $(BUILD)
+
+# Benchmark (not a test): stock 10.0.2 vs fork, BENCH_N migrations per
+# configuration (default 20), written to build/bench/bench.{md,png}.
+BENCH_N ?= 20
+.PHONY: bench
+bench: qemu-native guest
+	@$(PYTHON) scripts/bench.py -n $(BENCH_N) --fork $(QEMU_NATIVE) \
+	    --guest $(GUEST) --qemu-python $(BUILD)/qemu-src/python \
+	    --out $(BUILD)/bench

@@ -15,7 +15,8 @@ PKGS="build-essential ninja-build pkg-config ccache dpkg-dev rsync
   libglib2.0-dev libfdt-dev libpixman-1-dev zlib1g-dev
   python3-venv python3-setuptools flex bison
   gcc-powerpc64le-linux-gnu libc6-dev-ppc64el-cross
-  cpio xz-utils zstd file clang llvm libclang-rt-14-dev"
+  cpio xz-utils zstd file clang llvm libclang-rt-14-dev
+  python3-matplotlib"
 
 want_sources() {
     cat <<'EOF'

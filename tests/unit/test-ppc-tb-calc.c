@@ -292,7 +292,8 @@ static void test_kvm_offset_property(void)
     for (i = 0; i < 200000; i++) {
         uint64_t host = ((uint64_t)g_rand_int(r) << 32) | g_rand_int(r);
         uint64_t target = ((uint64_t)g_rand_int(r) << 32) | g_rand_int(r);
-        uint64_t slack = g_rand_boolean(r) ? (uint64_t)g_rand_int_range(r, 0, GRANULE) :
+        uint64_t slack = g_rand_boolean(r) ?
+            (uint64_t)g_rand_int_range(r, 0, GRANULE) :
             ((uint64_t)g_rand_int(r) << 8);
         uint64_t floor_tb = target - slack;
         int64_t residue;
