@@ -256,7 +256,10 @@ class TBMigrationRig:
         after = dst_reader.wait_for(
             'sum', count=2, timeout=60,
             pred=lambda p: p.fields['seq'] > last_src_seq)
-        crossing = after[0]
+        # The window holding the stop is the first one the source did not
+        # print, or the next one if that line was still in the guest's
+        # console buffer at the stop (the destination then prints it).
+        crossing = max(after[:2], key=lambda p: p.fields['maxgap'])
         # Steady-state lines after the switch, for the NTP-style estimate.
         settled = time.time() + 0.3
         dst_reader.wait_for('sum', count=self.lag_samples, timeout=60,
