@@ -146,6 +146,7 @@ class TBMigrationRig:
         # Probe summaries used on each side for the NTP-style estimate.
         self.lag_samples = 15
         self.vms: List[QEMUMachine] = []
+        self.extra_args: List[str] = []     # added to every QEMU
         os.makedirs(log_dir, exist_ok=True)
         self.sock_dir = tempfile.mkdtemp(prefix='tbfork-')
 
@@ -167,6 +168,7 @@ class TBMigrationRig:
                     '-initrd', os.path.join(self.guest_dir,
                                             'guest-initrd.gz'),
                     '-append', f'console=hvc0 quiet tbp={self.probe_opts}')
+        vm.add_args(*self.extra_args)
         if incoming:
             vm.add_args('-incoming', incoming)
         self.vms.append(vm)
@@ -177,7 +179,7 @@ class TBMigrationRig:
         vm.launch()
         reader = ProbeReader(vm.console_socket,
                              os.path.join(self.log_dir, 'console-src.log'))
-        reader.wait_for('start', timeout=120)
+        self.freq = reader.wait_for('start', timeout=120)[0].fields['freq']
         # Let boot settle, then collect steady-state summaries.
         first = reader.wait_for('sum', timeout=60)[0]
         reader.wait_for('sum', count=self.lag_samples, timeout=60,
@@ -265,7 +267,7 @@ class TBMigrationRig:
         dst_reader.wait_for('sum', count=self.lag_samples, timeout=60,
                             pred=lambda p: p.host_time > settled)
         time.sleep(settle_s)
-        freq = src_reader.of_kind('start')[0].fields['freq']
+        freq = self.freq
         stop_to_start = event_time(resume) - event_time(stop)
         tb_adv = crossing.fields['maxgap'] / freq
         lag_pre = guest_lag(before[-self.lag_samples:], freq)

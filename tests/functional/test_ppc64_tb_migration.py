@@ -15,7 +15,7 @@ import time
 
 from qemu_test import QemuSystemTest
 from tbfork import (TBMigrationRig, MigrationFailed, StreamCorrupter,
-                    wait_resume_or_failure)
+                    guest_lag, wait_resume_or_failure)
 
 # Stock QEMU to check compatibility with: Debian's qemu-system-ppc
 # (bookworm-backports), installed by scripts/setup-host.sh.
@@ -286,6 +286,117 @@ class TBMigrationTest(QemuSystemTest):
             rig.migrate(src, reader, 0.0)
         self.assertIn("error while loading state for instance 0x0 of "
                       "device 'spapr'", str(cm.exception))
+
+    def test_ping_pong_20(self):
+        """20 migrations in a row: the error does not accumulate."""
+        hops = 20
+        rig = self.rig()
+        vm, reader = rig.start_source()
+        freq = reader.of_kind('start')[0].fields['freq']
+        lag0 = guest_lag(reader.of_kind('sum')[-rig.lag_samples:], freq)
+        total_stop = 0.0
+        for _ in range(hops):
+            vm, reader, res = rig.migrate(vm, reader, 0.1, settle_s=0)
+            self.assertEqual(res.backwards, 0)
+            self.assertLess(abs(res.error_s), ERROR_BOUND_S)
+            total_stop += res.stop_to_start_s
+        lag1 = guest_lag(reader.of_kind('sum')[-rig.lag_samples:], freq)
+        self.log.info('%d hops, %.3f s stopped, accumulated error %.3f ms',
+                      hops, total_stop, (lag0 - lag1) * 1e3)
+        self.assertGreater(total_stop, hops * 0.1)
+        self.assertLess(abs(lag0 - lag1), hops * ERROR_BOUND_S)
+
+    def test_smp_same_tb(self):
+        """4 vCPUs: every vCPU's TB agrees with vCPU 0's after migration."""
+        rig = self.rig(smp=4, probe_opts='i=100,t=5000,a')
+        src, reader = rig.start_source()
+        self.assertEqual(reader.of_kind('start')[0].fields['cpus'], 4)
+        dst, dreader, res = rig.migrate(src, reader, 0.5)
+        # Let the cross-CPU check run on the destination for a while.
+        n = len(dreader.of_kind('sum'))
+        dreader.wait_for('sum', count=n + 20, timeout=60)
+        cpus = {p.fields['cpu'] for p in dreader.of_kind('sum')}
+        self.assertEqual(cpus, {0, 1, 2, 3})
+        for r in (reader, dreader):
+            self.assertEqual(r.of_kind('skew'), [], 'vCPU TBs disagree')
+            self.assertEqual(r.of_kind('back'), [])
+        self.assertEqual(len(dst.cmd('query-timebase')['vcpus']), 4)
+
+    def resumed_source(self, src, reader):
+        """The source runs again, compensated, with a monotonic TB."""
+        deadline = time.time() + 30
+        while not src.cmd('query-status')['running']:
+            self.assertLess(time.time(), deadline, 'source did not resume')
+            time.sleep(0.1)
+        n = len(reader.of_kind('sum'))
+        reader.wait_for('sum', count=n + 5, timeout=30)
+        self.assertEqual(reader.of_kind('back'), [])
+        last = src.cmd('query-timebase')['last-adjustment']
+        self.assertEqual(last['trigger'], 'resume')
+        self.assertEqual(last['reason'], 'applied')
+        return last
+
+    def test_cancelled_migration(self):
+        """Cancelled in pre-switchover: the source resumes, compensated."""
+        rig = self.rig()
+        src, reader = rig.start_source()
+        _, _, port = rig.start_destination()
+        rig.start_migration(src, port)
+        time.sleep(0.5)
+        src.cmd('migrate_cancel')
+        last = self.resumed_source(src, reader)
+        self.assertGreater(last['applied-ns'], 0.5e9)
+        # The guest saw the stop as a forward jump of about its length.
+        freq = reader.of_kind('start')[0].fields['freq']
+        gaps = [p.fields['gap'] / freq for p in reader.of_kind('jump')]
+        self.assertTrue(any(abs(g - last['applied-ns'] / 1e9) < 0.05
+                            for g in gaps), f'jumps {gaps}')
+
+    def test_failed_migration_dest_killed(self):
+        """Destination killed mid-way: the source resumes, compensated."""
+        rig = self.rig()
+        src, reader = rig.start_source()
+        dst, _, port = rig.start_destination()
+        rig.start_migration(src, port)
+        dst.kill()
+        time.sleep(0.5)
+        src.cmd('migrate-continue', state='pre-switchover')
+        deadline = time.time() + 30
+        while src.cmd('query-migrate')['status'] != 'failed':
+            self.assertLess(time.time(), deadline, 'migration did not fail')
+            time.sleep(0.1)
+        last = self.resumed_source(src, reader)
+        self.assertGreater(last['applied-ns'], 0.5e9)
+
+    def test_savevm_loadvm(self):
+        """savevm/loadvm: the TB is the snapshot's (user pause: frozen)."""
+        disk = os.path.join(self.workdir, 'disk.qcow2')
+        qemu_img = os.environ.get('QEMU_TEST_QEMU_IMG', 'qemu-img')
+        self.assertEqual(os.system(f'{qemu_img} create -q -f qcow2 '
+                                   f'{disk} 16M'), 0)
+        rig = self.rig()
+        rig.extra_args = ['-drive', f'if=none,id=d0,format=qcow2,'
+                          f'file={disk}']
+        src, reader = rig.start_source()
+        hmp = src.cmd('human-monitor-command', command_line='savevm snap1')
+        self.assertEqual(hmp.strip(), '')
+        last = src.cmd('query-timebase')['last-adjustment']
+        self.assertEqual(last['reason'], 'user-paused')
+        saved_tb = last['saved-tb']
+        time.sleep(1.0)
+        hmp = src.cmd('human-monitor-command', command_line='loadvm snap1')
+        # (loadvm repeats the TCG capability warnings of the command line)
+        self.assertNotIn('rror', hmp)
+        last = src.cmd('query-timebase')['last-adjustment']
+        self.assertEqual(last['trigger'], 'loadvm')
+        self.assertEqual(last['reason'], 'user-paused')
+        self.assertEqual(last['saved-tb'], saved_tb)
+        self.assertEqual(last['target-tb'], saved_tb)
+        # The guest continues from the snapshot's state: no backwards step
+        # as seen from inside.
+        n = len(reader.of_kind('sum'))
+        reader.wait_for('sum', count=n + 5, timeout=30)
+        self.assertEqual(reader.of_kind('back'), [])
 
 
 if __name__ == '__main__':
