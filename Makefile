@@ -5,7 +5,7 @@
 #   make            build the native and cross QEMU, tools, guest artifacts
 #   make demo       live-migrate a TCG guest running the TB probe
 #   make check      every test tier that fits CI (unit, fuzz, functional)
-#   make check-unit / check-functional   one tier
+#   make check-unit / check-functional / check-kvm-smoke   one tier
 #   make clean      remove build/ (the download cache stays)
 
 SHELL := /bin/bash
@@ -35,7 +35,7 @@ TBPROBE := $(BUILD)/tbprobe
 PYTHON := /usr/bin/python3
 
 .PHONY: all qemu-tree qemu-native qemu-cross tools guest demo check \
-    check-unit check-functional clean
+    check-unit check-functional check-kvm-smoke clean
 all: qemu-native $(if $(filter yes,$(CROSS)),qemu-cross) tools guest
 
 # Always re-laid: a no-op (hash check) when nothing changed.
@@ -75,6 +75,9 @@ check-unit: tools
 
 check-functional: qemu-native guest
 	@bash scripts/check.sh $(BUILD) functional
+
+check-kvm-smoke: qemu-native qemu-cross guest
+	@bash scripts/check.sh $(BUILD) kvm-smoke
 
 clean:
 	rm -rf $(BUILD)

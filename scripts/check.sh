@@ -3,12 +3,14 @@
 #   unit        our standalone C tests (plain, ASan+UBSan) and the fuzzer
 #   functional  QEMU functional tests (tests/functional/test_ppc64_tb_*.py)
 #               run by QEMU's meson in the native build
+#   kvm-smoke   tests/kvm/smoke.sh: KVM-HV in an emulated POWER9 host, the
+#               fork's static ppc64le QEMU migrating a KVM guest inside it
 # Usage: check.sh BUILD_DIR [TIER...]
 set -uo pipefail
 . "$(dirname "$0")/lib.sh"
 build=$1
 shift
-tiers=${*:-unit functional}
+tiers=${*:-unit functional kvm-smoke}
 passed=0 failed=0 skipped=0
 
 # Count results from meson test's console lines: a TAP test counts its
@@ -70,6 +72,23 @@ for tier in $tiers; do
             sed 's/^/    /'
         count "$build/qemu-native/check.log" \
             "$build/qemu-native/meson-logs/testlog-thorough.txt"
+        ;;
+    kvm-smoke)
+        step "tier kvm-smoke: KVM-HV inside an emulated POWER9 host"
+        mkdir -p "$build/kvm"
+        bash "$(dirname "$0")/kvm-host-initrd.sh" \
+            "$build/qemu-cross/qemu-system-ppc64" \
+            "$(dirname "$0")/../tests/kvm/host-init-smoke" \
+            "$build/kvm/host-smoke.gz" || die "host initramfs failed"
+        bash "$(dirname "$0")/../tests/kvm/smoke.sh" \
+            "$build/qemu-native/qemu-system-ppc64" "$build/kvm/host-smoke.gz" \
+            "$build/kvm/smoke.log" > "$build/kvm/check.log" 2>&1
+        sed 's/^/    /' "$build/kvm/check.log"
+        read -r p f < <(sed -n \
+            's/^kvm-smoke: \([0-9]*\) passed, \([0-9]*\) failed$/\1 \2/p' \
+            "$build/kvm/check.log")
+        p=${p:-0} f=${f:-1}
+        passed=$((passed + p)) failed=$((failed + f))
         ;;
     *)
         die "unknown tier $tier"
