@@ -236,7 +236,8 @@ class TBMigrationRig:
         """
         dst, dst_reader, port = self.start_destination(
             dst_bin, dst_opts, autostart=dst_hold_s is None)
-        before = src_reader.of_kind('sum')
+        # vCPU 0's probe only: with several, each counts its own seq.
+        before = [p for p in src_reader.of_kind('sum') if p.fields['cpu'] == 0]
         last_src_seq = max((p.fields['seq'] for p in before), default=-1)
         self.start_migration(src, port)
         time.sleep(stop_s)
@@ -253,11 +254,12 @@ class TBMigrationRig:
         info = src.cmd('query-migrate')
         # Lines the source printed before it stopped end at last_src_seq
         # (plus any printed during the last RAM passes).
-        last_src_seq = max((p.fields['seq'] for p in
-                            src_reader.of_kind('sum')), default=last_src_seq)
+        last_src_seq = max((p.fields['seq'] for p in src_reader.of_kind('sum')
+                            if p.fields['cpu'] == 0), default=last_src_seq)
         after = dst_reader.wait_for(
             'sum', count=2, timeout=60,
-            pred=lambda p: p.fields['seq'] > last_src_seq)
+            pred=lambda p: p.fields['cpu'] == 0 and
+            p.fields['seq'] > last_src_seq)
         # The window holding the stop is the first one the source did not
         # print, or the next one if that line was still in the guest's
         # console buffer at the stop (the destination then prints it).
@@ -265,15 +267,16 @@ class TBMigrationRig:
         # Steady-state lines after the switch, for the NTP-style estimate.
         settled = time.time() + 0.3
         dst_reader.wait_for('sum', count=self.lag_samples, timeout=60,
-                            pred=lambda p: p.host_time > settled)
+                            pred=lambda p: p.host_time > settled and
+                            p.fields['cpu'] == 0)
         time.sleep(settle_s)
         freq = self.freq
         stop_to_start = event_time(resume) - event_time(stop)
         tb_adv = crossing.fields['maxgap'] / freq
         lag_pre = guest_lag(before[-self.lag_samples:], freq)
         lag_post = guest_lag([p for p in dst_reader.of_kind('sum')
-                              if p.host_time > settled]
-                             [:self.lag_samples], freq)
+                              if p.host_time > settled and
+                              p.fields['cpu'] == 0][:self.lag_samples], freq)
         backwards = sum(len(r.of_kind('back')) for r in
                         (src_reader, dst_reader))
         result = MigrationResult(

@@ -28,8 +28,9 @@ check() {
         failed=$((failed + 1)); echo "    FAILED: $what"
     fi
 }
-has() { section "$1" | grep -q -- "$2"; }
-lacks() { ! section "$1" | grep -q -- "$2"; }
+# grep -c, not -q: under pipefail an early exit would SIGPIPE the reader.
+has() { [ "$(section "$1" | grep -c -- "$2")" -gt 0 ]; }
+lacks() { [ "$(section "$1" | grep -c -- "$2")" -eq 0 ]; }
 
 check "host finished (KVMHOST done)" grep -q '^KVMHOST done' "$log"
 check "kvm-hv loaded in the emulated host" grep -q 'KVMHOST kvm-hv loaded' "$log"
