@@ -363,11 +363,7 @@ class StreamCorrupter:
                 b.sendall(data)
         except OSError:
             pass
-        for sock in (a, b):
-            try:
-                sock.shutdown(socket.SHUT_WR)
-            except OSError:
-                pass
+        _half_close(a, b)
 
     def _forward(self, src: socket.socket, dst: socket.socket) -> None:
         buf = bytearray()
@@ -402,11 +398,16 @@ class StreamCorrupter:
             dst.sendall(bytes(buf))
         except OSError:
             pass
-        for sock in (src, dst):
-            try:
-                sock.shutdown(socket.SHUT_WR)
-            except OSError:
-                pass
+        _half_close(src, dst)
+
+
+def _half_close(*socks: socket.socket) -> None:
+    """Pass end-of-stream on; the sockets may already be closed."""
+    for sock in socks:
+        try:
+            sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
 
 
 def free_port() -> int:
