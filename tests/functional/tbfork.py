@@ -236,9 +236,7 @@ class TBMigrationRig:
         """
         dst, dst_reader, port = self.start_destination(
             dst_bin, dst_opts, autostart=dst_hold_s is None)
-        # vCPU 0's probe only: with several, each counts its own seq.
-        before = [p for p in src_reader.of_kind('sum') if p.fields['cpu'] == 0]
-        last_src_seq = max((p.fields['seq'] for p in before), default=-1)
+        before = src_reader.of_kind('sum')
         self.start_migration(src, port)
         time.sleep(stop_s)
         src.cmd('migrate-continue', state='pre-switchover')
@@ -254,12 +252,20 @@ class TBMigrationRig:
         info = src.cmd('query-migrate')
         # Lines the source printed before it stopped end at last_src_seq
         # (plus any printed during the last RAM passes).
-        last_src_seq = max((p.fields['seq'] for p in src_reader.of_kind('sum')
-                            if p.fields['cpu'] == 0), default=last_src_seq)
+        # With several vCPUs (tbprobe -a) each probe counts its own seq:
+        # follow the first vCPU whose probe reports after the switch.
+        last_seq: Dict[int, int] = {}
+        for p in src_reader.of_kind('sum'):
+            last_seq[p.fields['cpu']] = max(p.fields['seq'],
+                                            last_seq.get(p.fields['cpu'], -1))
+
+        def new(p):
+            return p.fields['seq'] > last_seq.get(p.fields['cpu'], -1)
+
+        cpu = dst_reader.wait_for('sum', timeout=60, pred=new)[0].fields['cpu']
         after = dst_reader.wait_for(
             'sum', count=2, timeout=60,
-            pred=lambda p: p.fields['cpu'] == 0 and
-            p.fields['seq'] > last_src_seq)
+            pred=lambda p: p.fields['cpu'] == cpu and new(p))
         # The window holding the stop is the first one the source did not
         # print, or the next one if that line was still in the guest's
         # console buffer at the stop (the destination then prints it).
@@ -268,7 +274,7 @@ class TBMigrationRig:
         settled = time.time() + 0.3
         dst_reader.wait_for('sum', count=self.lag_samples, timeout=60,
                             pred=lambda p: p.host_time > settled and
-                            p.fields['cpu'] == 0)
+                            p.fields['cpu'] == cpu)
         time.sleep(settle_s)
         freq = self.freq
         stop_to_start = event_time(resume) - event_time(stop)
@@ -276,7 +282,8 @@ class TBMigrationRig:
         lag_pre = guest_lag(before[-self.lag_samples:], freq)
         lag_post = guest_lag([p for p in dst_reader.of_kind('sum')
                               if p.host_time > settled and
-                              p.fields['cpu'] == 0][:self.lag_samples], freq)
+                              p.fields['cpu'] == cpu][:self.lag_samples],
+                             freq)
         backwards = sum(len(r.of_kind('back')) for r in
                         (src_reader, dst_reader))
         result = MigrationResult(
