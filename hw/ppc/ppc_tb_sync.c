@@ -102,6 +102,12 @@ static uint64_t tb_sync_vclock_ticks(PowerPCCPU *cpu)
                           qemu_clock_get_ns(QEMU_CLOCK_VIRTUAL), 0);
 }
 
+/* TCG: the L1 guest's TB at virtual clock time vclock. */
+static uint64_t tb_sync_tcg_guest_tb(PowerPCCPU *cpu, int64_t vclock)
+{
+    return cpu_ppc_get_tb(cpu->env.tb_env, vclock, tb_sync_l1_offset(cpu));
+}
+
 static bool tb_sync_sample(PPCTBSync *s, PPCTBSyncSample *out)
 {
     PowerPCCPU *cpu = tb_sync_first_cpu();
@@ -131,7 +137,7 @@ static bool tb_sync_sample(PPCTBSync *s, PPCTBSyncSample *out)
         int64_t vclock = qemu_clock_get_ns(QEMU_CLOCK_VIRTUAL);
         int64_t mono = get_clock();
 
-        out->tb = tb_sync_vclock_ticks(cpu) + tb_sync_l1_offset(cpu);
+        out->tb = tb_sync_tcg_guest_tb(cpu, vclock);
         out->realtime_ns = tb_sync_realtime_ns(s);
         out->err_ticks = 0;
         if (s->vclock_minus_mono_valid && !runstate_is_running() &&
@@ -172,7 +178,8 @@ static bool tb_sync_is_user_pause(RunState state)
 static void tb_sync_apply_tcg(const PPCTBSyncRecord *rec)
 {
     PowerPCCPU *cpu = tb_sync_first_cpu();
-    uint64_t now_tb = tb_sync_vclock_ticks(cpu) + tb_sync_l1_offset(cpu);
+    int64_t vclock = qemu_clock_get_ns(QEMU_CLOCK_VIRTUAL);
+    uint64_t now_tb = tb_sync_tcg_guest_tb(cpu, vclock);
     int64_t ticks = (int64_t)(rec->result.target_tb - now_tb);
     int64_t ns;
 
@@ -324,7 +331,8 @@ static void tb_sync_resume(SpaprMachineState *spapr)
             PowerPCCPU *cpu = tb_sync_first_cpu();
 
             in.saved_tb = kvm_enabled() ? spapr->tb.guest_timebase :
-                tb_sync_vclock_ticks(cpu) + tb_sync_l1_offset(cpu);
+                tb_sync_tcg_guest_tb(cpu,
+                                     qemu_clock_get_ns(QEMU_CLOCK_VIRTUAL));
             in.saved_realtime_ns = spapr->tb.time_of_the_day_ns;
         }
         /* A snapshot is a pause by definition. */
@@ -443,12 +451,6 @@ static int tb_sync_pre_save(void *opaque)
     return 0;
 }
 
-static int tb_sync_pre_load(void *opaque)
-{
-    tb_sync_of(opaque)->wire_loaded = false;
-    return 0;
-}
-
 static int tb_sync_post_load(void *opaque, int version_id)
 {
     PPCTBSync *s = tb_sync_of(opaque);
@@ -473,7 +475,8 @@ static int tb_sync_post_load(void *opaque, int version_id)
                      PRIu64 " Hz", s->wire.tb_freq, freq);
         return -EINVAL;
     }
-    s->wire_loaded = true;
+    /* Consumed (and cleared) when the VM starts. */
+    s->incoming_subsection = true;
     return 0;
 }
 
@@ -483,7 +486,6 @@ const VMStateDescription vmstate_spapr_tb_sync = {
     .minimum_version_id = 1,
     .needed = tb_sync_needed,
     .pre_save = tb_sync_pre_save,
-    .pre_load = tb_sync_pre_load,
     .post_load = tb_sync_post_load,
     .fields = (const VMStateField[]) {
         VMSTATE_UINT32(tb_sync.wire.version, SpaprMachineState),
@@ -509,8 +511,6 @@ int spapr_tb_sync_post_load(SpaprMachineState *spapr)
     }
     s->incoming = true;
     s->incoming_loadvm = runstate_check(RUN_STATE_RESTORE_VM);
-    s->incoming_subsection = s->wire_loaded;
-    s->wire_loaded = false;
     return 0;
 }
 

@@ -250,10 +250,9 @@ class TBMigrationRig:
         src.event_wait('MIGRATION', timeout=60,
                        match={'data': {'status': 'completed'}})
         info = src.cmd('query-migrate')
-        # Lines the source printed before it stopped end at last_src_seq
-        # (plus any printed during the last RAM passes).
-        # With several vCPUs (tbprobe -a) each probe counts its own seq:
-        # follow the first vCPU whose probe reports after the switch.
+        # The last seq each vCPU's probe printed on the source (lines of
+        # the last RAM passes included). With several vCPUs (tbprobe -a)
+        # follow the first one whose probe reports after the switch.
         last_seq: Dict[int, int] = {}
         for p in src_reader.of_kind('sum'):
             last_seq[p.fields['cpu']] = max(p.fields['seq'],
@@ -272,18 +271,15 @@ class TBMigrationRig:
         crossing = max(after[:2], key=lambda p: p.fields['maxgap'])
         # Steady-state lines after the switch, for the NTP-style estimate.
         settled = time.time() + 0.3
-        dst_reader.wait_for('sum', count=self.lag_samples, timeout=60,
-                            pred=lambda p: p.host_time > settled and
-                            p.fields['cpu'] == cpu)
+        post = dst_reader.wait_for('sum', count=self.lag_samples, timeout=60,
+                                   pred=lambda p: p.host_time > settled and
+                                   p.fields['cpu'] == cpu)
         time.sleep(settle_s)
         freq = self.freq
         stop_to_start = event_time(resume) - event_time(stop)
         tb_adv = crossing.fields['maxgap'] / freq
         lag_pre = guest_lag(before[-self.lag_samples:], freq)
-        lag_post = guest_lag([p for p in dst_reader.of_kind('sum')
-                              if p.host_time > settled and
-                              p.fields['cpu'] == cpu][:self.lag_samples],
-                             freq)
+        lag_post = guest_lag(post[:self.lag_samples], freq)
         backwards = sum(len(r.of_kind('back')) for r in
                         (src_reader, dst_reader))
         result = MigrationResult(

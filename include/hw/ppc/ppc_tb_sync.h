@@ -71,10 +71,9 @@ typedef struct PPCTBSync {
 
     /* Incoming state (migration or loadvm) */
     PPCTBSyncWire wire;
-    bool wire_loaded;           /* the subsection was in the stream */
     bool incoming;              /* the machine state was just loaded */
     bool incoming_loadvm;
-    bool incoming_subsection;
+    bool incoming_subsection;   /* ... with the subsection in it */
 
     PPCTBSyncRecord last;
 } PPCTBSync;
