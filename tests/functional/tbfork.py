@@ -27,7 +27,7 @@ PROBE_RE = re.compile(r'TBP (\w+)((?: \w+=-?\d+)*)')
 @dataclass
 class ProbeLine:
     host_time: float        # time.time() when the line was received
-    kind: str               # start, sum, jump, back, skew
+    kind: str               # start, sum, jump, back, skew, wake
     fields: Dict[str, int]
 
 

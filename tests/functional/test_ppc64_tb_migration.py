@@ -32,6 +32,9 @@ COMPAT_OPTS = 'ic-mode=xive'
 # get going again (GAP_SLACK_S).
 ERROR_BOUND_S = 0.002
 GAP_SLACK_S = 0.100
+# A sleeper whose deadline passed during the stop wakes within this of
+# the guest running again (scheduling and console latency under TCG).
+DEC_WAKE_BOUND_S = 0.030
 
 
 class TBMigrationTest(QemuSystemTest):
@@ -307,23 +310,57 @@ class TBMigrationTest(QemuSystemTest):
         self.assertLess(abs(lag0 - lag1), hops * ERROR_BOUND_S)
 
     def test_smp_same_tb(self):
-        """4 vCPUs: every vCPU's TB agrees with vCPU 0's after migration."""
-        rig = self.rig(smp=4, probe_opts='i=100,t=5000,a')
+        """4 vCPUs: all run on after migration and agree on the TB."""
+        # A sleeper per vCPU (w=50) needs that vCPU's timer interrupts.
+        rig = self.rig(smp=4, probe_opts='i=100,t=5000,a,w=50')
         src, reader = rig.start_source()
         self.assertEqual(reader.of_kind('start')[0].fields['cpus'], 4)
         dst, dreader, res = rig.migrate(src, reader, 0.5)
-        # Let the cross-CPU check run on the destination for a while.
-        # Some vCPUs' probes (any of them, vCPU 0 included) often stop
-        # reporting after a TCG SMP migration; stock QEMU 10.0.2 does the
-        # same (with tb-policy=freeze, XICS or XIVE alike), so this is
-        # not the timebase code. What runs must agree and never step back.
-        time.sleep(3)
-        src_cpus = {p.fields['cpu'] for p in reader.of_kind('sum')}
-        self.assertEqual(src_cpus, {0, 1, 2, 3})
+        self.assertEqual(res.backwards, 0)
+        # Every vCPU keeps running tasks and taking timer interrupts on
+        # the destination (stock QEMU 10.0 left the secondary vCPUs in
+        # the "RTAS stopped" state there: patch 0006), while the
+        # cross-CPU check runs.
+        after = time.time()
+        for cpu in range(4):
+            for kind in ('wake', 'sum'):
+                dreader.wait_for(kind, count=5, timeout=30,
+                                 pred=lambda p, c=cpu: p.fields['cpu'] == c
+                                 and p.host_time > after)
         for r in (reader, dreader):
             self.assertEqual(r.of_kind('skew'), [], 'vCPU TBs disagree')
             self.assertEqual(r.of_kind('back'), [])
         self.assertEqual(len(dst.cmd('query-timebase')['vcpus']), 4)
+
+    def test_dec_fires_at_resume(self):
+        """A sleep whose deadline fell in the stop ends at resume."""
+        # Two sleepers, deadlines every 0.8 s half a period apart: both
+        # deadlines fall in a >1 s stop, one of them at least 0.4 s in.
+        rig = self.rig(probe_opts='i=100,t=5000,w=800')
+        src, reader = rig.start_source()
+        dst, dreader, res = rig.migrate(src, reader, 1.0)
+        self.assert_compensated(res)
+        # The stop, as the spinning probe saw it: its largest TB jump.
+        jumps = reader.of_kind('jump') + dreader.of_kind('jump')
+        stop = max(jumps, key=lambda p: p.fields['gap']).fields
+        self.assertGreater(stop['gap'], 0.9 * res.stop_to_start_s *
+                           res.tb_freq)
+        wakes = [p.fields for p in reader.of_kind('wake') +
+                 dreader.of_kind('wake')
+                 if stop['from'] < p.fields['due'] < stop['to']]
+        self.assertEqual(len(wakes), 2, 'both sleepers\' deadlines in the stop')
+        into_stop_s = max(w['due'] - stop['from'] for w in wakes) / res.tb_freq
+        self.assertGreater(into_stop_s, 0.35)
+        # Their decrementer expired during the stop, so it fires as soon
+        # as the vCPU runs: they wake by the first TB the spinning probe
+        # read on the destination (plus scheduling), not after the rest
+        # of their sleep (up to into_stop_s later).
+        after_resume_s = max(w['woke'] - stop['to'] for w in wakes) / \
+            res.tb_freq
+        self.log.info('sleepers woke by %.3f ms after resume (a deadline '
+                      '%.0f ms into the stop)', after_resume_s * 1e3,
+                      into_stop_s * 1e3)
+        self.assertLess(after_resume_s, DEC_WAKE_BOUND_S)
 
     def resumed_source(self, src, reader):
         """The source runs again, compensated, with a monotonic TB."""

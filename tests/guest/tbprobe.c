@@ -12,12 +12,20 @@
  * other CPU verifies that its own TB, read after seeing that value, is
  * not smaller (a TB that differs between vCPUs fails this).
  *
+ * With w=MS, sleeper processes (one per CPU with -a, else two) sleep
+ * until deadlines MS milliseconds apart, phased evenly (absolute
+ * clock_nanosleep), and report when they woke, in TB ticks:
+ * a sleep whose deadline fell inside a migration stop must end as soon
+ * as the guest runs again (the decrementer fires at resume), and a
+ * vCPU that takes no timer interrupt never reports again.
+ *
  * Output lines (all start with "TBP"; fields are key=value, decimal):
  *   TBP start freq=HZ cpus=N interval_ms=I thresh_us=T
  *   TBP jump cpu=C seq=S from=TB0 to=TB1 gap=TICKS
  *   TBP back cpu=C from=TB0 to=TB1 step=TICKS
  *   TBP skew cpu=C ref=TBREF own=TBOWN behind=TICKS
  *   TBP sum cpu=C seq=S tb=TB maxgap=TICKS back=N jumps=N skews=N
+ *   TBP wake cpu=C seq=S start=TB0 due=TBDUE woke=TB1 late=TICKS
  *
  * Build: static, for ppc64le (tests/guest/Makefile rules in the top
  * Makefile). Options come from argv or from one comma-separated word,
@@ -33,6 +41,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 static inline uint64_t read_tb(void)
@@ -57,6 +66,7 @@ struct opts {
     unsigned thresh_us;         /* report jumps larger than this */
     int all_cpus;
     unsigned duration_s;        /* 0: run forever */
+    unsigned sleep_ms;          /* 0: no sleeper */
 };
 
 static uint64_t timebase_freq(void)
@@ -164,6 +174,65 @@ static void run(int cpu, uint64_t freq, const struct opts *o,
     }
 }
 
+static uint64_t monotonic_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ULL + ts.tv_nsec;
+}
+
+/*
+ * Sleep until absolute deadlines phase_ns past each multiple of the
+ * period (absolute, so sleepers with different phases do not drift
+ * into each other) and report each wake-up in TB ticks.
+ */
+static void sleeper(int cpu, int pin, uint64_t freq, const struct opts *o,
+                    uint64_t phase_ns)
+{
+    uint64_t period_ns = (uint64_t)o->sleep_ms * 1000000ULL;
+    uint64_t stop_after = o->duration_s ? freq * o->duration_s : 0;
+    uint64_t first = read_tb(), seq;
+
+    if (pin) {
+        pin_to(cpu);
+    }
+    for (seq = 0;; seq++) {
+        uint64_t now_ns = monotonic_ns(), start = read_tb();
+        uint64_t deadline = (now_ns / period_ns + 1) * period_ns + phase_ns;
+        uint64_t due = start + (uint64_t)((double)(deadline - now_ns) *
+                                          freq / 1e9);
+        struct timespec ts = {
+            .tv_sec = deadline / 1000000000ULL,
+            .tv_nsec = deadline % 1000000000ULL,
+        };
+        uint64_t woke;
+
+        while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL)) {
+            /* EINTR: no signal is expected, so just sleep again */
+        }
+        woke = read_tb();
+        printf("TBP wake cpu=%d seq=%" PRIu64 " start=%" PRIu64
+               " due=%" PRIu64 " woke=%" PRIu64 " late=%" PRId64 "\n",
+               cpu, seq, start, due, woke, (int64_t)(woke - due));
+        if (stop_after && woke - first >= stop_after) {
+            return;
+        }
+    }
+}
+
+/* Sleeper number n of count, phased evenly over the period. */
+static void spawn_sleeper(int cpu, int pin, uint64_t freq,
+                          const struct opts *o, int n, int count)
+{
+    uint64_t phase_ns = (uint64_t)o->sleep_ms * 1000000ULL * n / count;
+
+    if (o->sleep_ms && fork() == 0) {
+        sleeper(cpu, pin, freq, o, phase_ns);
+        _exit(0);
+    }
+}
+
 static void parse_word(struct opts *o, char *word)
 {
     char *tok, *save = NULL;
@@ -176,6 +245,8 @@ static void parse_word(struct opts *o, char *word)
             o->thresh_us = strtoul(tok + 2, NULL, 10);
         } else if (strncmp(tok, "d=", 2) == 0) {
             o->duration_s = strtoul(tok + 2, NULL, 10);
+        } else if (strncmp(tok, "w=", 2) == 0) {
+            o->sleep_ms = strtoul(tok + 2, NULL, 10);
         } else if (strcmp(tok, "a") == 0) {
             o->all_cpus = 1;
         } else if (*tok) {
@@ -215,11 +286,19 @@ int main(int argc, char **argv)
         }
         memset(sh, 0, sizeof(*sh));
     }
-    printf("TBP start freq=%" PRIu64 " cpus=%ld interval_ms=%u thresh_us=%u\n",
-           freq, ncpu, o.interval_ms, o.thresh_us);
+    printf("TBP start freq=%" PRIu64 " cpus=%ld interval_ms=%u thresh_us=%u"
+           " sleep_ms=%u\n", freq, ncpu, o.interval_ms, o.thresh_us,
+           o.sleep_ms);
     if (!o.all_cpus) {
+        /* Two sleepers half a period apart: one deadline always falls
+         * at least half a period into a stop longer than a period. */
+        spawn_sleeper(0, 0, freq, &o, 0, 2);
+        spawn_sleeper(0, 0, freq, &o, 1, 2);
         run(0, freq, &o, NULL);
         return 0;
+    }
+    for (i = 0; i < ncpu; i++) {
+        spawn_sleeper(i, 1, freq, &o, i, ncpu);
     }
     for (i = 1; i < ncpu; i++) {
         pid_t pid = fork();
