@@ -65,7 +65,11 @@ for tier in $tiers; do
         step "tier functional: migration tests between QEMU processes (TCG)"
         tests=$(cd "$build/qemu-src/tests/functional" &&
                 ls test_ppc64_tb_*.py | sed 's/^test_\(.*\)\.py$/func-ppc64-\1/')
-        TBFORK_GUEST="$TBFORK_CACHE/guest" \
+        # Stock QEMU 7.2 for the compatibility tests (10.0.2 is installed
+        # by setup-host.sh).
+        qemu72=$(bash "$(dirname "$0")/fetch-stock-qemu72.sh") ||
+            die "fetching stock QEMU 7.2 failed"
+        TBFORK_GUEST="$TBFORK_CACHE/guest" TBFORK_QEMU72="$qemu72" \
             meson test -C "$build/qemu-native" --setup thorough --print-errorlogs \
             --no-rebuild $tests > "$build/qemu-native/check.log" 2>&1
         grep -E '^ *[0-9]+/[0-9]+ ' "$build/qemu-native/check.log" |

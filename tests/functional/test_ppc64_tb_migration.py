@@ -20,6 +20,9 @@ from tbfork import (TBMigrationRig, MigrationFailed, StreamCorrupter,
 # Stock QEMU to check compatibility with: Debian's qemu-system-ppc
 # (bookworm-backports), installed by scripts/setup-host.sh.
 STOCK_QEMU = '/usr/bin/qemu-system-ppc64'
+# Stock QEMU 7.2 (bookworm), extracted by scripts/fetch-stock-qemu72.sh;
+# `make check` sets TBFORK_QEMU72.
+STOCK_QEMU72 = os.environ.get('TBFORK_QEMU72', '')
 # Stock 10.0.2 lacks the icp/server section that later 10.0.x send
 # (an upstream XICS fix), so cross-version pairs use XIVE only.
 COMPAT_OPTS = 'ic-mode=xive'
@@ -289,6 +292,56 @@ class TBMigrationTest(QemuSystemTest):
             rig.migrate(src, reader, 0.0)
         self.assertIn("error while loading state for instance 0x0 of "
                       "device 'spapr'", str(cm.exception))
+
+    def qemu72(self):
+        self.assertTrue(os.access(STOCK_QEMU72, os.X_OK),
+                        'TBFORK_QEMU72 must name stock QEMU 7.2 '
+                        '(scripts/fetch-stock-qemu72.sh)')
+        return STOCK_QEMU72
+
+    def test_compat_qemu72_to_fork(self):
+        """Stock 7.2 -> fork (pseries-7.2): compensated from the TOD."""
+        rig = self.rig(machine='pseries-7.2')
+        rig.qemu_bin = self.qemu72()
+        src, reader = rig.start_source()
+        dst, _, res = rig.migrate(src, reader, 0.0, dst_hold_s=1.0)
+        self.assertEqual(res.backwards, 0)
+        self.assertGreater(res.stop_to_start_s, 1.0)
+        last = dst.cmd('query-timebase')['last-adjustment']
+        self.assertFalse(last['from-subsection'])
+        self.assertEqual(last['reason'], 'applied')
+        self.assertGreater(last['measured-ns'], 10**9)
+        self.assertLess(res.error_s, 0)
+        self.assertGreater(res.error_s, -0.25)
+        # pseries-7.2 predates the subsection: the fork would not send it.
+        self.assertFalse(dst.cmd('qom-get', path='/machine',
+                                 property='tb-sync'))
+
+    def test_compat_fork_to_qemu72_refused_like_stock(self):
+        """Fork -> 7.2 fails as stock 10.0 -> 7.2 does; source runs on."""
+        # QEMU 8.0 moved cpu/slb to version 2, which 7.2 cannot load, so
+        # no 10.0 (stock or fork) reaches 7.2 with a 64-bit CPU. The fork
+        # must fail the same way and keep the source running.
+        for src_bin in (STOCK_QEMU, self.qemu_bin):
+            rig = self.rig(machine='pseries-7.2',
+                           dst_qemu_bin=self.qemu72())
+            rig.qemu_bin = src_bin
+            src, reader = rig.start_source()
+            dst, _, port = rig.start_destination(return_path=True)
+            rig.start_migration(src, port, return_path=True)
+            src.cmd('migrate-continue', state='pre-switchover')
+            with self.assertRaises(MigrationFailed) as cm:
+                wait_resume_or_failure(src, dst)
+            self.assertIn('cpu/slb', str(cm.exception))
+            deadline = time.time() + 30
+            while src.cmd('query-migrate')['status'] != 'failed':
+                self.assertLess(time.time(), deadline, 'source did not fail')
+                time.sleep(0.1)
+            n = len(reader.of_kind('sum'))
+            reader.wait_for('sum', count=n + 5, timeout=30)
+            self.assertTrue(src.cmd('query-status')['running'])
+            self.assertEqual(reader.of_kind('back'), [])
+            rig.cleanup()
 
     def test_ping_pong_20(self):
         """20 migrations in a row: the error does not accumulate."""
