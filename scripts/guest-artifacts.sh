@@ -51,7 +51,14 @@ kpkg=$(apt-cache depends linux-image-powerpc64le:ppc64el 2>/dev/null |
 kdeb=$(fetch_deb "$kpkg")
 bdeb=$(fetch_deb busybox-static)
 
+# Modules the KVM-HV hosts load: kvm-hv, and virtio-serial and
+# virtio-net for the harness's control ports and the hosts' network.
+host_modules="kvm kvm-hv virtio virtio_ring virtio_pci_modern_dev
+    virtio_pci_legacy_dev virtio_pci virtio_console failover net_failover
+    virtio_net"
+
 manifest="$(basename "$kdeb")
+modules $(echo $host_modules)
 $(basename "$bdeb")
 tbprobe $(sha256sum < "$probe" | cut -c1-16)
 init $(sha256sum < "$top/tests/guest/init" | cut -c1-16)"
@@ -68,8 +75,11 @@ dpkg-deb -x "$kdeb" "$tmp/k"
 cp "$tmp"/k/boot/vmlinux-* "$out/vmlinux"
 rm -rf "$out/modules"
 mkdir -p "$out/modules"
-find "$tmp/k/lib/modules" -name 'kvm*.ko*' -exec cp {} "$out/modules/" \;
-ls "$out/modules" | grep -q kvm-hv || die "no kvm-hv module in $kpkg"
+for m in $host_modules; do
+    f=$(find "$tmp/k/lib/modules" -name "$m.ko")
+    [ -n "$f" ] || die "no $m module in $kpkg"
+    cp "$f" "$out/modules/"
+done
 
 step "extracting busybox from $(basename "$bdeb")"
 dpkg-deb -x "$bdeb" "$tmp/b"

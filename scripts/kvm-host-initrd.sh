@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Build the initramfs of an emulated POWER9 KVM-HV host: busybox, the
-# kvm/kvm-hv modules of Debian's ppc64el kernel, the fork's static
+# kvm/kvm-hv and virtio modules of Debian's ppc64el kernel, the fork's static
 # ppc64le QEMU, VOF firmware, and the guest kernel and initramfs.
-# Usage: kvm-host-initrd.sh QEMU_PPC64LE_STATIC INIT_SCRIPT OUT.gz
+# With STOCK_QEMU, that static build of unpatched QEMU goes in as
+# /bin/qemu-stock, for side-by-side runs.
+# Usage: kvm-host-initrd.sh QEMU_PPC64LE_STATIC INIT_SCRIPT OUT.gz [STOCK_QEMU]
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
-qemu=$1 init=$2 out=$3
+qemu=$1 init=$2 out=$3 stock=${4:-}
 guest="$TBFORK_CACHE/guest"
 [ -f "$guest/vmlinux" ] || die "no guest artifacts in $guest (make guest)"
 file -L "$qemu" | grep -q 'statically linked' ||
@@ -18,11 +20,17 @@ trap 'rm -rf "$tmp"' EXIT
 r="$tmp/root"
 mkdir -p "$r"/{bin,proc,sys,dev,tmp,guest,fw,mod}
 cp "$guest/busybox" "$r/bin/busybox"
-for a in sh mount cat echo sleep insmod ls grep ip poweroff; do
+for a in sh mount cat echo sleep insmod ls grep ip poweroff date ntpd \
+         kill ps mkdir rm dmesg uname ping; do
     ln -s busybox "$r/bin/$a"
 done
-cp "$guest"/modules/kvm.ko "$guest"/modules/kvm-hv.ko "$r/mod/"
+cp "$guest"/modules/*.ko "$r/mod/"
 cp "$qemu" "$r/bin/qemu-system-ppc64"
+if [ -n "$stock" ]; then
+    file -L "$stock" | grep -q 'statically linked' ||
+        die "$stock is not a static binary"
+    cp "$stock" "$r/bin/qemu-stock"
+fi
 cp /usr/share/qemu/vof.bin "$r/fw/"
 cp "$guest/vmlinux" "$guest/guest-initrd.gz" "$r/guest/"
 cp "$init" "$r/init"

@@ -120,6 +120,55 @@ class MigrationResult:
     extra: Dict[str, object] = field(default_factory=dict)
 
 
+def measure_migration(src_reader: ProbeReader, dst_reader: ProbeReader,
+                      before: List[ProbeLine], stop: dict, resume: dict,
+                      freq: int, stop_s: float, downtime_ms: Optional[int],
+                      lag_samples: int, settle_s: float = 1.0
+                      ) -> MigrationResult:
+    """What the guest saw across one migration, from its probe lines.
+
+    before: the source's summary lines up to the migration; stop and
+    resume: the source's STOP and the destination's RESUME events.
+    """
+    # The last seq each vCPU's probe printed on the source (lines of
+    # the last RAM passes included). With several vCPUs (tbprobe -a)
+    # follow the first one whose probe reports after the switch.
+    last_seq: Dict[int, int] = {}
+    for p in src_reader.of_kind('sum'):
+        last_seq[p.fields['cpu']] = max(p.fields['seq'],
+                                        last_seq.get(p.fields['cpu'], -1))
+
+    def new(p):
+        return p.fields['seq'] > last_seq.get(p.fields['cpu'], -1)
+
+    cpu = dst_reader.wait_for('sum', timeout=60, pred=new)[0].fields['cpu']
+    after = dst_reader.wait_for(
+        'sum', count=2, timeout=60,
+        pred=lambda p: p.fields['cpu'] == cpu and new(p))
+    # The window holding the stop is the first one the source did not
+    # print, or the next one if that line was still in the guest's
+    # console buffer at the stop (the destination then prints it).
+    crossing = max(after[:2], key=lambda p: p.fields['maxgap'])
+    # Steady-state lines after the switch, for the NTP-style estimate.
+    settled = time.time() + 0.3
+    post = dst_reader.wait_for('sum', count=lag_samples, timeout=60,
+                               pred=lambda p: p.host_time > settled and
+                               p.fields['cpu'] == cpu)
+    time.sleep(settle_s)
+    stop_to_start = event_time(resume) - event_time(stop)
+    tb_adv = crossing.fields['maxgap'] / freq
+    lag_pre = guest_lag(before[-lag_samples:], freq)
+    lag_post = guest_lag(post[:lag_samples], freq)
+    backwards = sum(len(r.of_kind('back')) for r in
+                    (src_reader, dst_reader))
+    return MigrationResult(
+        stop_s=stop_s, stop_to_start_s=stop_to_start,
+        tb_advance_s=tb_adv, gap_error_s=tb_adv - stop_to_start,
+        error_s=lag_pre - lag_post,
+        backwards=backwards, downtime_ms=downtime_ms,
+        tb_freq=freq)
+
+
 class TBMigrationRig:
     """Source and destination QEMUs running one probe guest."""
 
@@ -250,44 +299,10 @@ class TBMigrationRig:
         src.event_wait('MIGRATION', timeout=60,
                        match={'data': {'status': 'completed'}})
         info = src.cmd('query-migrate')
-        # The last seq each vCPU's probe printed on the source (lines of
-        # the last RAM passes included). With several vCPUs (tbprobe -a)
-        # follow the first one whose probe reports after the switch.
-        last_seq: Dict[int, int] = {}
-        for p in src_reader.of_kind('sum'):
-            last_seq[p.fields['cpu']] = max(p.fields['seq'],
-                                            last_seq.get(p.fields['cpu'], -1))
-
-        def new(p):
-            return p.fields['seq'] > last_seq.get(p.fields['cpu'], -1)
-
-        cpu = dst_reader.wait_for('sum', timeout=60, pred=new)[0].fields['cpu']
-        after = dst_reader.wait_for(
-            'sum', count=2, timeout=60,
-            pred=lambda p: p.fields['cpu'] == cpu and new(p))
-        # The window holding the stop is the first one the source did not
-        # print, or the next one if that line was still in the guest's
-        # console buffer at the stop (the destination then prints it).
-        crossing = max(after[:2], key=lambda p: p.fields['maxgap'])
-        # Steady-state lines after the switch, for the NTP-style estimate.
-        settled = time.time() + 0.3
-        post = dst_reader.wait_for('sum', count=self.lag_samples, timeout=60,
-                                   pred=lambda p: p.host_time > settled and
-                                   p.fields['cpu'] == cpu)
-        time.sleep(settle_s)
-        freq = self.freq
-        stop_to_start = event_time(resume) - event_time(stop)
-        tb_adv = crossing.fields['maxgap'] / freq
-        lag_pre = guest_lag(before[-self.lag_samples:], freq)
-        lag_post = guest_lag(post[:self.lag_samples], freq)
-        backwards = sum(len(r.of_kind('back')) for r in
-                        (src_reader, dst_reader))
-        result = MigrationResult(
-            stop_s=stop_s, stop_to_start_s=stop_to_start,
-            tb_advance_s=tb_adv, gap_error_s=tb_adv - stop_to_start,
-            error_s=lag_pre - lag_post,
-            backwards=backwards, downtime_ms=info.get('downtime'),
-            tb_freq=freq)
+        result = measure_migration(src_reader, dst_reader, before, stop,
+                                   resume, self.freq, stop_s,
+                                   info.get('downtime'), self.lag_samples,
+                                   settle_s)
         src.shutdown()
         return dst, dst_reader, result
 

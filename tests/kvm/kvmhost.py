@@ -1,0 +1,293 @@
+# KVM-HV harness: emulated POWER hosts (powernv under TCG, the fork as
+# the outer emulator) running Debian's kernel with kvm-hv, and inner
+# QEMUs with KVM guests inside them, driven from outside through QEMU's
+# own QMP library.
+#
+# Each host gets a virtio-serial controller whose ports come out as
+# unix sockets here: "ctl" (a line-oriented shell served by
+# tests/kvm/host-init) and, per inner QEMU slot, "qmp.SLOT" (its QMP
+# monitor, a pipe chardev on the port inside the host) and "con.SLOT"
+# (its guest console, where the TB probe reports).
+#
+# Copyright (c) 2026 qemu-tb-fork developers
+# SPDX-License-Identifier: GPL-2.0-or-later
+
+import os
+import re
+import select
+import shutil
+import socket
+import tempfile
+import threading
+import time
+from typing import List, Optional, Tuple
+
+from qemu.machine import QEMUMachine
+from qemu.qmp.legacy import QEMUMonitorProtocol
+
+from tbfork import ProbeReader
+
+# What the fork's KVM path needs from an inner pseries guest on an
+# emulated POWER9 (the security capabilities TCG's powernv does not
+# offer are turned off).
+INNER_MACHINE = ('pseries,x-vof=on,accel=kvm,cap-cfpc=broken,'
+                 'cap-sbbc=broken,cap-ibs=broken,cap-ccf-assist=off')
+SLOTS = ('a', 'b', 'c')
+
+
+class HostError(Exception):
+    pass
+
+
+class LineChannel:
+    """A unix socket read line by line in a thread."""
+
+    def __init__(self, sock: socket.socket, log_path: Optional[str] = None):
+        self.sock = sock
+        self.lines: List[Tuple[float, str]] = []
+        self.cond = threading.Condition()
+        self._log = open(log_path, 'w', encoding='utf-8') if log_path else None
+        threading.Thread(target=self._run, daemon=True).start()
+
+    def _run(self) -> None:
+        buf = b''
+        while True:
+            try:
+                data = self.sock.recv(4096)
+            except OSError:
+                break
+            if not data:
+                break
+            buf += data
+            now = time.time()
+            while b'\n' in buf:
+                raw, buf = buf.split(b'\n', 1)
+                line = raw.decode('utf-8', 'replace').strip('\r')
+                if self._log:
+                    self._log.write(f'{now:.6f} {line}\n')
+                    self._log.flush()
+                with self.cond:
+                    self.lines.append((now, line))
+                    self.cond.notify_all()
+
+    def wait_line(self, pattern: str, timeout: float, start: int = 0
+                  ) -> Tuple[int, re.Match]:
+        """Index and match of the first line from `start` matching."""
+        rx = re.compile(pattern)
+        deadline = time.time() + timeout
+        with self.cond:
+            i = start
+            while True:
+                while i < len(self.lines):
+                    m = rx.search(self.lines[i][1])
+                    if m:
+                        return i, m
+                    i += 1
+                left = deadline - time.time()
+                if left <= 0:
+                    tail = '\n'.join(t for _, t in self.lines[-15:])
+                    raise TimeoutError(f'no line matching {pattern!r} in '
+                                       f'{timeout}s; tail:\n{tail}')
+                self.cond.wait(left)
+
+    def send(self, text: str) -> None:
+        self.sock.sendall(text.encode())
+
+    def close(self) -> None:
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+
+class InnerVM:
+    """An inner QEMU in a host slot: its QMP client and probe reader."""
+
+    def __init__(self, host: 'KvmHost', slot: str, qmp: QEMUMonitorProtocol,
+                 reader: ProbeReader, con: socket.socket):
+        self.host = host
+        self.slot = slot
+        self.qmp = qmp
+        self.reader = reader
+        self._con = con
+        self.events: List[dict] = []
+
+    def cmd(self, name: str, **args):
+        return self.qmp.cmd(name, **args)
+
+    def hmp(self, line: str) -> str:
+        return self.qmp.cmd('human-monitor-command', **{'command-line': line})
+
+    def clear_events(self) -> None:
+        """Forget every event received so far."""
+        while self.qmp.pull_event(wait=False) is not None:
+            pass
+        self.events = []
+
+    def event_wait(self, name: str, timeout: float, match=None) -> dict:
+        """The first event `name` (with data matching) not yet taken.
+
+        Events of other kinds are kept for later waits.
+        """
+        def matches(ev):
+            return ev['event'] == name and not (
+                match and any(ev.get('data', {}).get(k) != v
+                              for k, v in match.items()))
+        deadline = time.time() + timeout
+        while True:
+            for i, ev in enumerate(self.events):
+                if matches(ev):
+                    return self.events.pop(i)
+            left = deadline - time.time()
+            if left <= 0:
+                raise TimeoutError(f'{self.host.name}/{self.slot}: no {name} '
+                                   f'event in {timeout}s')
+            try:
+                self.events.append(self.qmp.pull_event(wait=min(left, 1.0)))
+            except TimeoutError:
+                pass
+
+    def stderr(self) -> str:
+        return self.host.sh(f'cat /tmp/{self.slot}.err', check=False)[1]
+
+    def close(self) -> None:
+        try:
+            self.qmp.close()
+        except Exception:   # pylint: disable=broad-except
+            pass
+        try:
+            self._con.close()
+        except OSError:
+            pass
+
+
+class KvmHost:
+    """One emulated POWER host running the harness init."""
+
+    def __init__(self, name: str, outer_qemu: str, kernel: str, initrd: str,
+                 workdir: str, machine: str = 'powernv9', cpu: str = 'power9',
+                 kvmhv: bool = True, mem: str = '4G',
+                 netdev: Optional[str] = None, mac: Optional[str] = None):
+        self.name = name
+        self.workdir = os.path.join(workdir, name)
+        os.makedirs(self.workdir, exist_ok=True)
+        # Short (unix socket paths are limited) and fresh per host.
+        self.sockdir = tempfile.mkdtemp(prefix=f'tbkvm-{name}-')
+        self.vm = QEMUMachine(outer_qemu, name=f'host-{name}',
+                              base_temp_dir=self.sockdir,
+                              log_dir=self.workdir)
+        self.vm.set_console()
+        append = 'console=hvc0 quiet'
+        if not kvmhv:
+            append += ' tbfork.kvmhv=0'
+        self.vm.add_args('-M', machine, '-cpu', cpu, '-m', mem, '-smp', '1',
+                         '-L', '/usr/share/qemu', '-kernel', kernel,
+                         '-initrd', initrd, '-append', append,
+                         '-device', 'virtio-serial-pci,id=vs')
+        self.ports = ['ctl'] + [f'{k}.{s}' for s in SLOTS
+                                for k in ('qmp', 'con')]
+        for i, port in enumerate(self.ports):
+            path = self.port_path(port)
+            self.vm.add_args('-chardev', f'socket,id=p{i},path={path},'
+                             'server=on,wait=off',
+                             '-device', f'virtserialport,bus=vs.0,'
+                             f'chardev=p{i},name={port}')
+        if netdev:
+            self.vm.add_args('-netdev', f'socket,id=n0,{netdev}',
+                             '-device', f'virtio-net-pci,netdev=n0,mac={mac}')
+        self.console: Optional[LineChannel] = None
+        self.ctl: Optional[LineChannel] = None
+        self.inner: List[InnerVM] = []
+        self.boot_s = 0.0
+        self.launched_at = 0.0
+
+    def port_path(self, port: str) -> str:
+        return os.path.join(self.sockdir, f'{port}.sock')
+
+    def connect_port(self, port: str) -> socket.socket:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.connect(self.port_path(port))
+        return sock
+
+    def launch(self, timeout: float = 300) -> None:
+        t0 = self.launched_at = time.time()
+        self.vm.launch()
+        self.console = LineChannel(self.vm.console_socket,
+                                   os.path.join(self.workdir, 'console.log'))
+        self.ctl = LineChannel(self.connect_port('ctl'),
+                               os.path.join(self.workdir, 'ctl.log'))
+        try:
+            self.console.wait_line(r'KVMHOST ready', timeout)
+        except TimeoutError as e:
+            raise HostError(f'host {self.name} did not come up: {e}') from e
+        self.boot_s = time.time() - t0
+
+    def console_has(self, pattern: str) -> bool:
+        with self.console.cond:
+            return any(re.search(pattern, t) for _, t in self.console.lines)
+
+    def sh(self, cmd: str, timeout: float = 120, check: bool = True
+           ) -> Tuple[int, str]:
+        """Run one shell command line in the host: (rc, output)."""
+        assert '\n' not in cmd
+        start = len(self.ctl.lines)
+        self.ctl.send(cmd + '\n')
+        i, m = self.ctl.wait_line(r'^KVMHOST rc=(\d+)$', timeout, start)
+        rc = int(m.group(1))
+        out = '\n'.join(t for _, t in self.ctl.lines[start:i])
+        if check and rc:
+            raise HostError(f'{self.name}: `{cmd}` exited {rc}: {out}')
+        return rc, out
+
+    def start_inner(self, slot: str, binary: str = '/bin/qemu-system-ppc64',
+                    machine_opts: str = '', probe_opts: str = 'i=100,t=5000',
+                    incoming: bool = False, mem: str = '512',
+                    timeout: float = 120) -> InnerVM:
+        """Start an inner QEMU in `slot`, connected to its QMP monitor."""
+        con = self.connect_port(f'con.{slot}')
+        qsock = self.connect_port(f'qmp.{slot}')
+        reader = ProbeReader(con, os.path.join(self.workdir,
+                                               f'console-{slot}.log'))
+        machine = INNER_MACHINE + (f',{machine_opts}' if machine_opts else '')
+        args = (f'{binary} -M {machine} -cpu host -m {mem} -display none '
+                f'-nodefaults -L /fw -kernel /guest/vmlinux '
+                f'-initrd /guest/guest-initrd.gz '
+                f'-append "console=hvc0 quiet tbp={probe_opts}" '
+                f'-chardev pipe,id=qmp,path=$(port qmp.{slot}) '
+                f'-mon chardev=qmp,mode=control '
+                f'-chardev pipe,id=con,path=$(port con.{slot}) '
+                f'-serial chardev:con')
+        if incoming:
+            args += ' -incoming defer'
+        self.sh(f'. /bin/hostlib; {args} > /tmp/{slot}.err 2>&1 & '
+                f'echo $! > /tmp/{slot}.pid')
+        # The QMP greeting only comes once the inner QEMU runs: wait for
+        # it to be readable (without taking it), so that a QEMU that
+        # fails to start is reported with its stderr instead of leaving
+        # the QMP client waiting.
+        deadline = time.time() + timeout
+        while not select.select([qsock], [], [], 1.0)[0]:
+            rc, _ = self.sh(f'kill -0 $(cat /tmp/{slot}.pid)', check=False)
+            if rc or time.time() > deadline:
+                _, out = self.sh(f'cat /tmp/{slot}.err', check=False)
+                qsock.close()
+                con.close()
+                raise HostError(f'{self.name}/{slot}: inner QEMU did not '
+                                f'come up; stderr:\n{out}')
+        qmp = QEMUMonitorProtocol(qsock, nickname=f'{self.name}.{slot}')
+        qmp.connect(negotiate=True)
+        vm = InnerVM(self, slot, qmp, reader, con)
+        self.inner.append(vm)
+        return vm
+
+    def shutdown(self) -> None:
+        for vm in self.inner:
+            vm.close()
+        try:
+            self.vm.shutdown(hard=True)
+        except Exception:   # pylint: disable=broad-except
+            pass
+        for ch in (self.ctl, self.console):
+            if ch:
+                ch.close()
+        shutil.rmtree(self.sockdir, ignore_errors=True)

@@ -1,0 +1,287 @@
+#!/usr/bin/env python3
+#
+# KVM-HV end to end: live migration of KVM pseries guests between the
+# fork's static ppc64le QEMUs running on emulated POWER hosts (powernv
+# under TCG, Debian's kernel with kvm-hv), the same scenarios with stock
+# QEMU 10.0 built the same way side by side, and the failure cases.
+# Results are collected from QMP and the guest's TB probe and written as
+# JSON and a markdown table (TBFORK_KVM_RESULTS).
+#
+# Needs: TBFORK_OUTER_QEMU (the fork's native qemu-system-ppc64),
+# TBFORK_HOST_KERNEL, TBFORK_HOST_INITRD (scripts/kvm-host-initrd.sh
+# with tests/kvm/host-init and the stock build as /bin/qemu-stock).
+# `make check-kvm` sets them.
+#
+# Copyright (c) 2026 qemu-tb-fork developers
+# SPDX-License-Identifier: GPL-2.0-or-later
+
+import json
+import os
+import time
+import unittest
+
+from kvmhost import KvmHost, HostError
+from tbfork import measure_migration
+
+OUTER = os.environ.get('TBFORK_OUTER_QEMU', '')
+KERNEL = os.environ.get('TBFORK_HOST_KERNEL', '')
+INITRD = os.environ.get('TBFORK_HOST_INITRD', '')
+WORKDIR = os.environ.get('TBFORK_KVM_WORKDIR', '/tmp/tbfork-kvm')
+RESULTS = os.environ.get('TBFORK_KVM_RESULTS',
+                         os.path.join(WORKDIR, 'results.json'))
+
+FORK = '/bin/qemu-system-ppc64'
+STOCK = '/bin/qemu-stock'
+FREQ = 512000000
+# The kernel applies TB_OFFSET in multiples of 2^24 ticks; the fork picks
+# the multiple nearest its target (never below the saved TB), so the
+# guest-visible error is at most half a granule...
+HALF_GRANULE_S = (1 << 23) / FREQ
+# ... plus what measuring it through the emulated hosts' consoles and
+# clocks adds (probe summaries every 100 ms, min-filtered; measured:
+# up to 5 ms seen), and the pairing bound the fork reports.
+MEASURE_S = 0.008
+# The forced stop (pause-before-switchover) of every migration here.
+STOP_S = 1.0
+# Two hosts started this far apart have TB origins that differ by it.
+HOST_GAP_S = 60
+# Probe: summaries every 100 ms, report jumps over 5 ms.
+PROBE = 'i=100,t=5000'
+
+_results = []
+
+
+def record(name, **fields):
+    entry = {'scenario': name, **fields}
+    _results.append(entry)
+    os.makedirs(os.path.dirname(RESULTS), exist_ok=True)
+    with open(RESULTS, 'w', encoding='utf-8') as f:
+        json.dump(_results, f, indent=1)
+    return entry
+
+
+class KvmTBMigrationTest(unittest.TestCase):
+
+    maxDiff = None
+
+    def setUp(self):
+        for var, val in (('TBFORK_OUTER_QEMU', OUTER),
+                         ('TBFORK_HOST_KERNEL', KERNEL),
+                         ('TBFORK_HOST_INITRD', INITRD)):
+            self.assertTrue(val and os.path.exists(val),
+                            f'{var} must name an existing file')
+        self.hosts = []
+
+    def tearDown(self):
+        for h in self.hosts:
+            h.shutdown()
+
+    def host(self, name, **kwargs):
+        h = KvmHost(name, OUTER, KERNEL, INITRD,
+                    os.path.join(WORKDIR, self.id().split('.')[-1]), **kwargs)
+        self.hosts.append(h)
+        h.launch()
+        return h
+
+    # -- pieces -------------------------------------------------------
+
+    def start_guest(self, host, binary, slot='a'):
+        """A KVM guest running the probe, given a non-zero TB offset.
+
+        The kernel writes TBU40 on guest entry and exit only when the
+        offset is non-zero: a 2 s user pause (not compensated under the
+        fork's default policy, frozen by stock QEMU) puts the guest TB
+        behind the host's for good.
+        """
+        vm = host.start_inner(slot, binary, probe_opts=PROBE)
+        vm.reader.wait_for('sum', count=10, timeout=120)
+        vm.cmd('stop')
+        time.sleep(2)
+        vm.cmd('cont')
+        n = len(vm.reader.of_kind('sum'))
+        vm.reader.wait_for('sum', count=n + 25, timeout=60)
+        return vm
+
+    def migrate(self, src, dst_host, dst_slot, binary, uri_host):
+        """Migrate src to a new inner QEMU with a STOP_S forced stop."""
+        dst = dst_host.start_inner(dst_slot, binary, probe_opts=PROBE,
+                                   incoming=True)
+        dst.cmd('migrate-set-capabilities',
+                capabilities=[{'capability': 'events', 'state': True}])
+        dst.cmd('migrate-incoming', uri='tcp:0.0.0.0:4444')
+        src.cmd('migrate-set-capabilities', capabilities=[
+            {'capability': 'pause-before-switchover', 'state': True},
+            {'capability': 'events', 'state': True}])
+        src.cmd('migrate-set-parameters', **{'max-bandwidth': 10 << 30,
+                                             'downtime-limit': 300})
+        before = src.reader.of_kind('sum')
+        src.clear_events()
+        src.cmd('migrate', uri=f'tcp:{uri_host}:4444')
+        src.event_wait('MIGRATION', 300, {'status': 'pre-switchover'})
+        time.sleep(STOP_S)
+        src.cmd('migrate-continue', state='pre-switchover')
+        resume = dst.event_wait('RESUME', 120)
+        stop = src.event_wait('STOP', 10)
+        src.event_wait('MIGRATION', 60, {'status': 'completed'})
+        downtime = src.cmd('query-migrate').get('downtime')
+        res = measure_migration(src.reader, dst.reader, before, stop, resume,
+                                FREQ, STOP_S, downtime, 30)
+        src.cmd('quit')
+        return dst, res
+
+    def figures(self, res, skew_s=0.0):
+        return {'error_ms': round(res.error_s * 1e3, 3),
+                'gap_error_ms': round(res.gap_error_s * 1e3, 3),
+                'stop_to_start_ms': round(res.stop_to_start_s * 1e3, 1),
+                'downtime_ms': res.downtime_ms,
+                'backwards': res.backwards,
+                'skew_ms': round(skew_s * 1e3, 3)}
+
+    def check_fork_kvm(self, dst, res, skew_s=0.0):
+        """What the fork promises under KVM, from QMP and the probe."""
+        info = dst.cmd('query-timebase')
+        last = info['last-adjustment']
+        self.assertEqual(info['accelerator'], 'kvm')
+        self.assertEqual(last['trigger'], 'migration')
+        self.assertTrue(last['from-subsection'])
+        self.assertEqual(last['reason'], 'applied')
+        self.assertEqual(last['kvm-requested-offset'],
+                         last['kvm-applied-offset'])
+        self.assertNotEqual(last['kvm-applied-offset'], 0)
+        residue_s = last['kvm-residue-ticks'] / FREQ
+        self.assertGreaterEqual(residue_s, 0)
+        self.assertLessEqual(residue_s, HALF_GRANULE_S)
+        # Every vCPU got the offset.
+        for vcpu in info['vcpus']:
+            self.assertEqual(vcpu['tb-offset'], last['kvm-applied-offset'])
+        bound = (HALF_GRANULE_S + last['pairing-error-ns'] / 1e9 +
+                 MEASURE_S + abs(skew_s))
+        self.assertEqual(res.backwards, 0, 'the guest TB went backwards')
+        self.assertLess(abs(res.error_s), bound,
+                        f'TB error {res.error_s * 1e3:.3f} ms')
+        # The error the guest saw is the rounding residue (ahead), plus
+        # the host clocks' disagreement and the measurement.
+        self.assertLess(abs(res.error_s - residue_s),
+                        MEASURE_S + abs(skew_s),
+                        f'guest saw {res.error_s * 1e3:.3f} ms, residue '
+                        f'{residue_s * 1e3:.3f} ms')
+        return {'residue_ms': round(residue_s * 1e3, 3),
+                'offset': last['kvm-applied-offset'],
+                'pairing_ns': last['pairing-error-ns'],
+                'bound_ms': round(bound * 1e3, 3)}
+
+    # -- scenario 1: one host, loopback ---------------------------------
+
+    def one_host(self, machine, cpu, binary, name):
+        h = self.host('A', machine=machine, cpu=cpu)
+        src = self.start_guest(h, binary)
+        dst, res = self.migrate(src, h, 'b', binary, '127.0.0.1')
+        fig = self.figures(res)
+        extra = self.check_fork_kvm(dst, res) if binary == FORK else {}
+        entry = record(name, machine=machine, qemu='fork' if binary == FORK
+                       else 'stock', host_boot_s=round(h.boot_s, 1),
+                       **fig, **extra)
+        self.assertEqual(res.backwards, 0)
+        return entry
+
+    def test_p9_one_host_fork(self):
+        """POWER9 host, loopback: error within half a 2^24 granule."""
+        self.one_host('powernv9', 'power9', FORK, 'P9 one host')
+
+    def test_p9_one_host_stock(self):
+        """The same with stock QEMU 10.0: the TB lags by the stop."""
+        e = self.one_host('powernv9', 'power9', STOCK, 'P9 one host')
+        self.assertLess(e['error_ms'], -STOP_S * 1e3 * 0.9)
+
+    def test_p8_one_host_fork(self):
+        """POWER8 host: book3s_hv_rmhandlers.S writes TBU40 instead."""
+        self.one_host('powernv8', 'power8', FORK, 'P8 one host')
+
+    # -- scenario 2: two hosts, different TB origins --------------------
+
+    def clock_skew(self, a, b, tries=7):
+        """B's realtime minus A's, and its bound, read through ctl."""
+        def offset(h):
+            best = None
+            for _ in range(tries):
+                t0 = time.time()
+                _, out = h.sh('date +%s.%N')
+                t1 = time.time()
+                off = float(out.strip()) - (t0 + t1) / 2
+                if best is None or t1 - t0 < best[1]:
+                    best = (off, t1 - t0)
+            return best
+        (oa, ra), (ob, rb) = offset(a), offset(b)
+        return ob - oa, (ra + rb) / 2
+
+    def two_hosts(self, binary, name):
+        a = self.host('A', netdev='listen=127.0.0.1:%d' % self.net_port(),
+                      mac='52:54:00:00:00:0a')
+        a.sh('ip addr add 10.0.0.1/24 dev eth0 && ip link set eth0 up')
+        a.sh('ntpd -l -n > /tmp/ntpd.log 2>&1 &')
+        src = self.start_guest(a, binary)
+        # Start B late enough that the hosts' TB origins differ.
+        time.sleep(max(0.0, HOST_GAP_S - (time.time() - a.launched_at)))
+        b = self.host('B', netdev='connect=127.0.0.1:%d' % self.net_port(),
+                      mac='52:54:00:00:00:0b')
+        b.sh('ip addr add 10.0.0.2/24 dev eth0 && ip link set eth0 up')
+        b.sh('ping -c 3 -W 5 10.0.0.1')
+        # Sync B's clock to A's with busybox ntpd (one-shot step).
+        b.sh('ntpd -n -q -p 10.0.0.1', timeout=120)
+        skew, skew_bound = self.clock_skew(a, b)
+        skew_total = abs(skew) + skew_bound
+        dst, res1 = self.migrate(src, b, 'b', binary, '10.0.0.2')
+        fig1 = self.figures(res1, skew_total)
+        extra1 = self.check_fork_kvm(dst, res1, skew_total) \
+            if binary == FORK else {}
+        back, res2 = self.migrate(dst, a, 'c', binary, '10.0.0.1')
+        fig2 = self.figures(res2, skew_total)
+        extra2 = self.check_fork_kvm(back, res2, skew_total) \
+            if binary == FORK else {}
+        qemu = 'fork' if binary == FORK else 'stock'
+        e1 = record(f'{name} A->B', machine='powernv9', qemu=qemu,
+                    **fig1, **extra1)
+        e2 = record(f'{name} B->A', machine='powernv9', qemu=qemu,
+                    **fig2, **extra2)
+        if binary == FORK:
+            # The hosts' TB origins differ by about HOST_GAP_S, so the
+            # offsets are far apart and of opposite sign around it.
+            self.assertGreater(abs(extra1['offset'] - extra2['offset']),
+                               0.9 * HOST_GAP_S * FREQ)
+        self.assertEqual(res1.backwards + res2.backwards, 0)
+        return e1, e2
+
+    def net_port(self):
+        if not hasattr(self, '_net_port'):
+            import socket
+            s = socket.socket()
+            s.bind(('127.0.0.1', 0))
+            self._net_port = s.getsockname()[1]
+            s.close()
+        return self._net_port
+
+    def test_p9_two_hosts_fork(self):
+        """A -> B -> A between hosts 60 s apart: offsets follow."""
+        self.two_hosts(FORK, 'P9 two hosts')
+
+    def test_p9_two_hosts_stock(self):
+        """The same with stock QEMU 10.0."""
+        e1, e2 = self.two_hosts(STOCK, 'P9 two hosts')
+        self.assertLess(e1['error_ms'], -STOP_S * 1e3 * 0.9)
+
+    # -- failure handling ------------------------------------------------
+
+    def test_no_kvm_hv(self):
+        """A host without kvm-hv: the inner QEMU says so and stops."""
+        h = self.host('A', kvmhv=False)
+        self.assertTrue(h.console_has('kvm-hv not loaded'))
+        with self.assertRaises(HostError) as cm:
+            h.start_inner('a', FORK, timeout=60)
+        msg = str(cm.exception)
+        self.assertIn('Could not access KVM kernel module', msg)
+        record('no kvm-hv', machine='powernv9', qemu='fork',
+               error=msg.splitlines()[-1][:120])
+
+
+if __name__ == '__main__':
+    unittest.main()
