@@ -3,14 +3,15 @@
 #   unit        our standalone C tests (plain, ASan+UBSan) and the fuzzer
 #   functional  QEMU functional tests (tests/functional/test_ppc64_tb_*.py)
 #               run by QEMU's meson in the native build
-#   kvm-smoke   tests/kvm/smoke.sh: KVM-HV in an emulated POWER9 host, the
-#               fork's static ppc64le QEMU migrating a KVM guest inside it
+#   kvm         tests/kvm/test_kvm_tb_migration.py: KVM-HV in emulated
+#               POWER9/POWER8 hosts, the fork's and stock QEMU's static
+#               ppc64le builds migrating KVM guests inside them
 # Usage: check.sh BUILD_DIR [TIER...]
 set -uo pipefail
 . "$(dirname "$0")/lib.sh"
 build=$1
 shift
-tiers=${*:-unit functional kvm-smoke}
+tiers=${*:-unit functional kvm}
 passed=0 failed=0 skipped=0
 
 # Count results from meson test's console lines: a TAP test counts its
@@ -77,22 +78,40 @@ for tier in $tiers; do
         count "$build/qemu-native/check.log" \
             "$build/qemu-native/meson-logs/testlog-thorough.txt"
         ;;
-    kvm-smoke)
-        step "tier kvm-smoke: KVM-HV inside an emulated POWER9 host"
+    kvm)
+        step "tier kvm: KVM-HV harness (emulated POWER hosts, fork and stock)"
+        top=$(cd "$(dirname "$0")/.." && pwd)
         mkdir -p "$build/kvm"
-        bash "$(dirname "$0")/kvm-host-initrd.sh" \
-            "$build/qemu-cross/qemu-system-ppc64" \
-            "$(dirname "$0")/../tests/kvm/host-init-smoke" \
-            "$build/kvm/host-smoke.gz" || die "host initramfs failed"
-        bash "$(dirname "$0")/../tests/kvm/smoke.sh" \
-            "$build/qemu-native/qemu-system-ppc64" "$build/kvm/host-smoke.gz" \
-            "$build/kvm/smoke.log" > "$build/kvm/check.log" 2>&1
-        sed 's/^/    /' "$build/kvm/check.log"
-        read -r p f < <(sed -n \
-            's/^kvm-smoke: \([0-9]*\) passed, \([0-9]*\) failed$/\1 \2/p' \
+        rm -rf "$build/kvm/work"
+        bash "$top/scripts/kvm-host-initrd.sh" \
+            "$build/qemu-cross/qemu-system-ppc64" "$top/tests/kvm/host-init" \
+            "$build/kvm/host.gz" "$build/stock-cross/qemu-system-ppc64" ||
+            die "host initramfs failed"
+        (cd "$top/tests/kvm" &&
+         TBFORK_OUTER_QEMU="$build/qemu-native/qemu-system-ppc64" \
+         TBFORK_HOST_KERNEL="$TBFORK_CACHE/guest/vmlinux" \
+         TBFORK_HOST_INITRD="$build/kvm/host.gz" \
+         TBFORK_KVM_WORKDIR="$build/kvm/work" \
+         TBFORK_KVM_RESULTS="$build/kvm/results.json" \
+         PYTHONPATH="$build/qemu-src/python:$top/tests/functional" \
+         timeout 3600 /usr/bin/python3 -m unittest -v test_kvm_tb_migration) \
+            > "$build/kvm/check.log" 2>&1
+        # unittest -v: "test_name (module.Class.test_name) ... ok"
+        grep -E '^test_.* \.\.\. ' "$build/kvm/check.log" | sed 's/^/    /'
+        p=$(grep -cE '^test_.* \.\.\. (ok|expected failure)$' "$build/kvm/check.log")
+        f=$(grep -cE '^test_.* \.\.\. (FAIL|ERROR|unexpected success)$' \
             "$build/kvm/check.log")
-        p=${p:-0} f=${f:-1}
-        passed=$((passed + p)) failed=$((failed + f))
+        s=$(grep -cE '^test_.* \.\.\. skipped' "$build/kvm/check.log")
+        [ "$p" -gt 0 ] || f=$((f + 1))
+        if [ -f "$build/kvm/results.json" ]; then
+            /usr/bin/python3 "$top/tests/kvm/report.py" \
+                "$build/kvm/results.json" > "$build/kvm/results.md"
+            sed 's/^/    /' "$build/kvm/results.md"
+        fi
+        [ "$f" = 0 ] || grep -E -A30 '^(FAIL|ERROR):' "$build/kvm/check.log" |
+            head -80 | sed 's/^/    /'
+        info "$p passed, $f failed, $s skipped (log: $build/kvm/check.log)"
+        passed=$((passed + p)) failed=$((failed + f)) skipped=$((skipped + s))
         ;;
     *)
         die "unknown tier $tier"

@@ -19,6 +19,13 @@
  * as the guest runs again (the decrementer fires at resume), and a
  * vCPU that takes no timer interrupt never reports again.
  *
+ * With m=MB, a dirtier process keeps rewriting an MB-megabyte buffer,
+ * one word per 4 KiB page, each time reading the word first (a load
+ * before the store, the access order that exposed TCG's radix C-bit
+ * bug): every page must hold the previous pass's number, so a page
+ * whose last write was lost by a migration (missed dirty tracking)
+ * shows up as a "mem" line.
+ *
  * Output lines (all start with "TBP"; fields are key=value, decimal):
  *   TBP start freq=HZ cpus=N interval_ms=I thresh_us=T
  *   TBP jump cpu=C seq=S from=TB0 to=TB1 gap=TICKS
@@ -26,6 +33,8 @@
  *   TBP skew cpu=C ref=TBREF own=TBOWN behind=TICKS
  *   TBP sum cpu=C seq=S tb=TB maxgap=TICKS back=N jumps=N skews=N
  *   TBP wake cpu=C seq=S start=TB0 due=TBDUE woke=TB1 late=TICKS
+ *   TBP mem pass=P page=N found=F expected=E
+ *   TBP memsum pass=P pages=N errors=N
  *
  * Build: static, for ppc64le (tests/guest/Makefile rules in the top
  * Makefile). Options come from argv or from one comma-separated word,
@@ -67,6 +76,7 @@ struct opts {
     int all_cpus;
     unsigned duration_s;        /* 0: run forever */
     unsigned sleep_ms;          /* 0: no sleeper */
+    unsigned dirty_mb;          /* 0: no memory dirtier */
 };
 
 static uint64_t timebase_freq(void)
@@ -233,6 +243,47 @@ static void spawn_sleeper(int cpu, int pin, uint64_t freq,
     }
 }
 
+/*
+ * Rewrite one word per page, pass after pass: page i holds pass + i
+ * after pass `pass`. Report any page that does not hold what the
+ * previous pass wrote, and a summary every 16 passes.
+ */
+static void dirtier(const struct opts *o)
+{
+    size_t page = 4096, npages = (size_t)o->dirty_mb * 1024 * 1024 / page;
+    volatile uint64_t *buf = mmap(NULL, npages * page,
+                                  PROT_READ | PROT_WRITE,
+                                  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    uint64_t pass, errors = 0;
+    size_t i;
+
+    if (buf == MAP_FAILED) {
+        printf("TBP error dirtier mmap\n");
+        return;
+    }
+    for (i = 0; i < npages; i++) {
+        buf[i * page / sizeof(*buf)] = i;
+    }
+    for (pass = 1;; pass++) {
+        for (i = 0; i < npages; i++) {
+            volatile uint64_t *w = &buf[i * page / sizeof(*buf)];
+            uint64_t found = *w;
+
+            if (found != pass - 1 + i) {
+                errors++;
+                printf("TBP mem pass=%" PRIu64 " page=%zu found=%" PRIu64
+                       " expected=%" PRIu64 "\n", pass, i, found,
+                       pass - 1 + i);
+            }
+            *w = pass + i;
+        }
+        if (pass % 16 == 0) {
+            printf("TBP memsum pass=%" PRIu64 " pages=%zu errors=%" PRIu64
+                   "\n", pass, npages, errors);
+        }
+    }
+}
+
 static void parse_word(struct opts *o, char *word)
 {
     char *tok, *save = NULL;
@@ -245,6 +296,8 @@ static void parse_word(struct opts *o, char *word)
             o->thresh_us = strtoul(tok + 2, NULL, 10);
         } else if (strncmp(tok, "d=", 2) == 0) {
             o->duration_s = strtoul(tok + 2, NULL, 10);
+        } else if (strncmp(tok, "m=", 2) == 0) {
+            o->dirty_mb = strtoul(tok + 2, NULL, 10);
         } else if (strncmp(tok, "w=", 2) == 0) {
             o->sleep_ms = strtoul(tok + 2, NULL, 10);
         } else if (strcmp(tok, "a") == 0) {
@@ -289,6 +342,10 @@ int main(int argc, char **argv)
     printf("TBP start freq=%" PRIu64 " cpus=%ld interval_ms=%u thresh_us=%u"
            " sleep_ms=%u\n", freq, ncpu, o.interval_ms, o.thresh_us,
            o.sleep_ms);
+    if (o.dirty_mb && fork() == 0) {
+        dirtier(&o);
+        _exit(0);
+    }
     if (!o.all_cpus) {
         /* Two sleepers half a period apart: one deadline always falls
          * at least half a period into a stop longer than a period. */

@@ -1,0 +1,49 @@
+#!/usr/bin/env python3
+#
+# Markdown table of the KVM-HV harness results (results.json written by
+# test_kvm_tb_migration.py), fork and stock side by side.
+#
+# Copyright (c) 2026 qemu-tb-fork developers
+# SPDX-License-Identifier: GPL-2.0-or-later
+
+import json
+import sys
+
+
+def cell(entry, key, fmt='{}'):
+    if not entry or entry.get(key) is None:
+        return '-'
+    return fmt.format(entry[key])
+
+
+def main(path):
+    with open(path, encoding='utf-8') as f:
+        results = json.load(f)
+    rows = []
+    for r in results:
+        if 'error_ms' in r and r['scenario'] not in rows:
+            rows.append(r['scenario'])
+    print('| scenario | QEMU | TB error (ms) | KVM residue (ms) | bound (ms) '
+          '| backwards | stop-to-start (ms) | downtime (ms) | host skew (ms) |')
+    print('|---|---|---:|---:|---:|---:|---:|---:|---:|')
+    for name in rows:
+        for qemu in ('fork', 'stock'):
+            e = next((r for r in results if r['scenario'] == name and
+                      r.get('qemu') == qemu), None)
+            if not e:
+                continue
+            print(f"| {name} ({e['machine']}) | {qemu} "
+                  f"| {cell(e, 'error_ms', '{:+.3f}')} "
+                  f"| {cell(e, 'residue_ms', '{:.3f}')} "
+                  f"| {cell(e, 'bound_ms', '{:.1f}')} "
+                  f"| {cell(e, 'backwards')} "
+                  f"| {cell(e, 'stop_to_start_ms', '{:.0f}')} "
+                  f"| {cell(e, 'downtime_ms')} "
+                  f"| {cell(e, 'skew_ms', '{:.3f}')} |")
+    for r in results:
+        if 'error' in r:
+            print(f"\n{r['scenario']} ({r['machine']}): `{r['error']}`")
+
+
+if __name__ == '__main__':
+    main(sys.argv[1])
