@@ -20,12 +20,15 @@ trap 'rm -rf "$tmp"' EXIT
 r="$tmp/root"
 mkdir -p "$r"/{bin,proc,sys,dev,tmp,guest,fw,mod}
 cp "$guest/busybox" "$r/bin/busybox"
-for a in sh mount cat echo sleep insmod ls grep ip poweroff date ntpd \
+for a in sh mount cat echo sleep insmod ls grep ip poweroff date \
          kill ps mkdir rm dmesg uname ping; do
     ln -s busybox "$r/bin/$a"
 done
 cp "$guest"/modules/*.ko "$r/mod/"
 cp "$qemu" "$r/bin/qemu-system-ppc64"
+powerpc64le-linux-gnu-gcc -O2 -Wall -Wextra -Werror -static \
+    -o "$r/bin/clockstep" "$(dirname "$0")/../tests/kvm/clockstep.c" ||
+    die "building clockstep failed"
 if [ -n "$stock" ]; then
     file -L "$stock" | grep -q 'statically linked' ||
         die "$stock is not a static binary"

@@ -171,6 +171,8 @@ class KvmHost:
         self.name = name
         self.workdir = os.path.join(workdir, name)
         os.makedirs(self.workdir, exist_ok=True)
+        # Each PHB root port takes one device: the serial ports on the
+        # first, the network on the second.
         # Short (unix socket paths are limited) and fresh per host.
         self.sockdir = tempfile.mkdtemp(prefix=f'tbkvm-{name}-')
         self.vm = QEMUMachine(outer_qemu, name=f'host-{name}',
@@ -183,8 +185,8 @@ class KvmHost:
         self.vm.add_args('-M', machine, '-cpu', cpu, '-m', mem, '-smp', '1',
                          '-L', '/usr/share/qemu', '-kernel', kernel,
                          '-initrd', initrd, '-append', append,
-                         '-device', 'virtio-serial-pci,id=vs')
-        self.ports = ['ctl'] + [f'{k}.{s}' for s in SLOTS
+                         '-device', 'virtio-serial-pci,id=vs,bus=pcie.0')
+        self.ports = ['ctl', 'clk'] + [f'{k}.{s}' for s in SLOTS
                                 for k in ('qmp', 'con')]
         for i, port in enumerate(self.ports):
             path = self.port_path(port)
@@ -194,7 +196,8 @@ class KvmHost:
                              f'chardev=p{i},name={port}')
         if netdev:
             self.vm.add_args('-netdev', f'socket,id=n0,{netdev}',
-                             '-device', f'virtio-net-pci,netdev=n0,mac={mac}')
+                             '-device', f'virtio-net-pci,netdev=n0,mac={mac},'
+                             'bus=pcie.1,romfile=')
         self.console: Optional[LineChannel] = None
         self.ctl: Optional[LineChannel] = None
         self.inner: List[InnerVM] = []
@@ -221,6 +224,34 @@ class KvmHost:
         except TimeoutError as e:
             raise HostError(f'host {self.name} did not come up: {e}') from e
         self.boot_s = time.time() - t0
+
+    def start_clock(self) -> None:
+        """Serve the host's realtime on its "clk" port (clockstep)."""
+        self.sh('. /bin/hostlib; clockstep serve $(port clk) '
+                '> /tmp/clk.err 2>&1 &')
+        self._clk = self.connect_port('clk')
+        self._clk.settimeout(10)
+
+    def clock_offset(self, tries: int = 20) -> Tuple[float, float]:
+        """Host realtime minus ours (s), and its bound (half the RTT)."""
+        best = None
+        for _ in range(tries):
+            t0 = time.time()
+            self._clk.sendall(b'?')
+            data = b''
+            while not data.endswith(b'\n'):
+                data += self._clk.recv(64)
+            t1 = time.time()
+            off = int(data) / 1e9 - (t0 + t1) / 2
+            if best is None or t1 - t0 < 2 * best[1]:
+                best = (off, (t1 - t0) / 2)
+        return best
+
+    def sync_clock(self) -> Tuple[float, float]:
+        """Step the host's realtime onto ours; the residual and bound."""
+        off, _ = self.clock_offset()
+        self.sh(f'clockstep step {int(round(-off * 1e9))}')
+        return self.clock_offset()
 
     def console_has(self, pattern: str) -> bool:
         with self.console.cond:
