@@ -40,10 +40,11 @@ FREQ = 512000000
 # the multiple nearest its target (never below the saved TB), so the
 # guest-visible error is at most half a granule...
 HALF_GRANULE_S = (1 << 23) / FREQ
-# ... plus what measuring it through the emulated hosts' consoles and
-# clocks adds (probe summaries every 100 ms, min-filtered; measured:
-# up to 5 ms seen), and the pairing bound the fork reports.
-MEASURE_S = 0.008
+# ... plus what measuring it through the emulated hosts' consoles adds
+# (probe summaries every 100 ms, min-filtered; the console paths of two
+# hosts differ in their latency floor: up to 7 ms seen), and the pairing
+# bound the fork reports.
+MEASURE_S = 0.010
 # The forced stop (pause-before-switchover) of every migration here.
 STOP_S = 1.0
 # Two hosts started this far apart have TB origins that differ by it.
@@ -205,9 +206,15 @@ class KvmTBMigrationTest(unittest.TestCase):
         self.one_host('powernv9', 'power9', FORK, 'P9 one host')
 
     def test_p9_one_host_stock(self):
-        """The same with stock QEMU 10.0: the TB lags by the stop."""
-        e = self.one_host('powernv9', 'power9', STOCK, 'P9 one host')
-        self.assertLess(e['error_ms'], -STOP_S * 1e3 * 0.9)
+        """The same with stock QEMU 10.0, for the table.
+
+        Under KVM stock QEMU re-reads the TB at pre_save, after the
+        forced stop, and adds the (capped at 1 s) transfer time: it does
+        not lose the stop either. What differs is the rounding (the
+        kernel rounds its offset up: up to a whole granule ahead) and the
+        unbounded pairing of its TB and clock reads.
+        """
+        self.one_host('powernv9', 'power9', STOCK, 'P9 one host')
 
     def test_p8_one_host_fork(self):
         """POWER8 host: book3s_hv_rmhandlers.S writes TBU40 instead."""
@@ -261,9 +268,8 @@ class KvmTBMigrationTest(unittest.TestCase):
         self.two_hosts(FORK, 'P9 two hosts')
 
     def test_p9_two_hosts_stock(self):
-        """The same with stock QEMU 10.0."""
-        e1, e2 = self.two_hosts(STOCK, 'P9 two hosts')
-        self.assertLess(e1['error_ms'], -STOP_S * 1e3 * 0.9)
+        """The same with stock QEMU 10.0, for the table."""
+        self.two_hosts(STOCK, 'P9 two hosts')
 
     # -- outer emulator: TCG's radix C bit (patch 0005) --------------------
 
