@@ -22,11 +22,13 @@ count() {
 import re, sys
 p = f = s = 0
 seen = set()
-# A failed TAP test: count its "not ok" subtests from meson's text log.
-not_ok = 0
+# A failed TAP test: count its "ok" and "not ok" subtests from meson's
+# text log.
+ok = not_ok = 0
 if len(sys.argv) > 2:
-    not_ok = sum(1 for line in open(sys.argv[2])
-                 if re.match(r'not ok \d+', line))
+    for line in open(sys.argv[2]):
+        ok += bool(re.match(r'ok \d+', line))
+        not_ok += bool(re.match(r'not ok \d+', line))
 for line in open(sys.argv[1]):
     if line.startswith('Summary of Failures'):
         break
@@ -46,6 +48,7 @@ for line in open(sys.argv[1]):
         s += 1
     else:
         f += max(1, not_ok)
+        p += ok
 print(p, f, s)
 EOF
     )
@@ -94,23 +97,22 @@ for tier in $tiers; do
          TBFORK_KVM_WORKDIR="$build/kvm/work" \
          TBFORK_KVM_RESULTS="$build/kvm/results.json" \
          PYTHONPATH="$build/qemu-src/python:$top/tests/functional" \
-         timeout 3600 /usr/bin/python3 -m unittest -v test_kvm_tb_migration) \
-            > "$build/kvm/check.log" 2>&1
-        # unittest -v: "test_name (module.Class.test_name) ... ok"
-        grep -E '^test_.* \.\.\. ' "$build/kvm/check.log" | sed 's/^/    /'
-        p=$(grep -cE '^test_.* \.\.\. (ok|expected failure)$' "$build/kvm/check.log")
-        f=$(grep -cE '^test_.* \.\.\. (FAIL|ERROR|unexpected success)$' \
-            "$build/kvm/check.log")
-        s=$(grep -cE '^test_.* \.\.\. skipped' "$build/kvm/check.log")
+         timeout 3600 /usr/bin/python3 test_kvm_tb_migration.py) \
+            > "$build/kvm/check.log" 2> "$build/kvm/check.err"
+        # TAP: "ok N test.id", "ok N test.id # SKIP why", "not ok N test.id"
+        sed 's/^/    /' "$build/kvm/check.log"
+        s=$(grep -cE '^ok [0-9]+ .* # SKIP' "$build/kvm/check.log")
+        p=$(( $(grep -cE '^ok [0-9]+ ' "$build/kvm/check.log") - s ))
+        f=$(grep -cE '^not ok [0-9]+ ' "$build/kvm/check.log")
         [ "$p" -gt 0 ] || f=$((f + 1))
         if [ -f "$build/kvm/results.json" ]; then
             /usr/bin/python3 "$top/tests/kvm/report.py" \
                 "$build/kvm/results.json" > "$build/kvm/results.md"
             sed 's/^/    /' "$build/kvm/results.md"
         fi
-        [ "$f" = 0 ] || grep -E -A30 '^(FAIL|ERROR):' "$build/kvm/check.log" |
+        [ "$f" = 0 ] || grep -E -A30 '^(FAIL|ERROR):' "$build/kvm/check.err" |
             head -80 | sed 's/^/    /'
-        info "$p passed, $f failed, $s skipped (log: $build/kvm/check.log)"
+        info "$p passed, $f failed, $s skipped (logs: $build/kvm/check.{log,err})"
         passed=$((passed + p)) failed=$((failed + f)) skipped=$((skipped + s))
         ;;
     *)

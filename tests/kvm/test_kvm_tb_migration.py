@@ -331,4 +331,7 @@ class KvmTBMigrationTest(unittest.TestCase):
 
 
 if __name__ == '__main__':
-    unittest.main()
+    # TAP on stdout (as QEMU's functional tests), tracebacks on stderr.
+    from pycotap import LogMode, TAPTestRunner
+    unittest.main(testRunner=TAPTestRunner(
+        message_log=LogMode.LogToError, test_output_log=LogMode.LogToError))
