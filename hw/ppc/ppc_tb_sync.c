@@ -108,6 +108,20 @@ static uint64_t tb_sync_tcg_guest_tb(PowerPCCPU *cpu, int64_t vclock)
     return cpu_ppc_get_tb(cpu->env.tb_env, vclock, tb_sync_l1_offset(cpu));
 }
 
+/* KVM: the host TB and realtime as one pair, the clock read bracketed. */
+static bool tb_sync_host_pair(PPCTBSync *s, TBCalcPair *pair)
+{
+    TBCalcSample samples[TB_SYNC_PAIR_TRIES];
+    int i;
+
+    for (i = 0; i < TB_SYNC_PAIR_TRIES; i++) {
+        samples[i].tb_before = cpu_get_host_ticks();
+        samples[i].realtime_ns = tb_sync_realtime_ns(s);
+        samples[i].tb_after = cpu_get_host_ticks();
+    }
+    return tbcalc_pick_pair(samples, TB_SYNC_PAIR_TRIES, pair);
+}
+
 static bool tb_sync_sample(PPCTBSync *s, PPCTBSyncSample *out)
 {
     PowerPCCPU *cpu = tb_sync_first_cpu();
@@ -116,28 +130,22 @@ static bool tb_sync_sample(PPCTBSync *s, PPCTBSyncSample *out)
         return false;
     }
     if (kvm_enabled()) {
-        /* The guest TB runs in hardware: bracket the clock read. */
-        TBCalcSample samples[TB_SYNC_PAIR_TRIES];
         TBCalcPair pair;
-        int i;
 
-        for (i = 0; i < TB_SYNC_PAIR_TRIES; i++) {
-            samples[i].tb_before = cpu_get_host_ticks();
-            samples[i].realtime_ns = tb_sync_realtime_ns(s);
-            samples[i].tb_after = cpu_get_host_ticks();
-        }
-        if (!tbcalc_pick_pair(samples, TB_SYNC_PAIR_TRIES, &pair)) {
+        if (!tb_sync_host_pair(s, &pair)) {
             return false;
         }
         out->tb = pair.tb + tb_sync_l1_offset(cpu);
         out->realtime_ns = pair.realtime_ns;
         out->err_ticks = pair.err_ticks;
+        out->floor_tb = out->tb;
     } else {
         /* TCG: the TB follows the virtual clock, frozen while stopped. */
         int64_t vclock = qemu_clock_get_ns(QEMU_CLOCK_VIRTUAL);
         int64_t mono = get_clock();
 
         out->tb = tb_sync_tcg_guest_tb(cpu, vclock);
+        out->floor_tb = out->tb;
         out->realtime_ns = tb_sync_realtime_ns(s);
         out->err_ticks = 0;
         if (s->vclock_minus_mono_valid && !runstate_is_running() &&
@@ -224,14 +232,19 @@ static int tb_sync_kvm_check(Error **errp)
 
 static void tb_sync_apply_kvm(PPCTBSyncRecord *rec)
 {
-    uint64_t host_tb = cpu_get_host_ticks();
     int64_t residue, readback = 0;
     uint64_t offset;
     CPUState *cs;
     int ret;
 
-    offset = tbcalc_kvm_offset(rec->result.target_tb, rec->saved_tb, host_tb,
-                               TBCALC_KVM_GRANULE_SHIFT, &residue);
+    /*
+     * The target is for resume_realtime_ns and kvm_host_tb was read with
+     * it; the floor is the TB the guest last saw, not the later pre_save
+     * sample, so the nearest 2^24 multiple is rarely ruled out.
+     */
+    offset = tbcalc_kvm_offset(rec->result.target_tb, rec->floor_tb,
+                               rec->kvm_host_tb, TBCALC_KVM_GRANULE_SHIFT,
+                               &residue);
     rec->kvm = true;
     rec->kvm_requested_offset = offset;
     CPU_FOREACH(cs) {
@@ -318,6 +331,7 @@ static void tb_sync_resume(SpaprMachineState *spapr)
         rec.from_subsection = s->incoming_subsection;
         if (s->incoming_subsection) {
             in.saved_tb = s->wire.guest_tb;
+            rec.floor_tb = s->wire.floor_tb;
             in.saved_realtime_ns = s->wire.realtime_ns;
             in.user_paused = s->wire.flags & PPC_TB_SYNC_F_USER_PAUSED;
             rec.pairing_err_ns = tbcalc_ticks_to_ns(s->wire.pairing_err_ticks,
@@ -334,12 +348,14 @@ static void tb_sync_resume(SpaprMachineState *spapr)
                 tb_sync_tcg_guest_tb(cpu,
                                      qemu_clock_get_ns(QEMU_CLOCK_VIRTUAL));
             in.saved_realtime_ns = spapr->tb.time_of_the_day_ns;
+            rec.floor_tb = in.saved_tb;
         }
         /* A snapshot is a pause by definition. */
         in.user_paused |= s->incoming_loadvm;
     } else if (s->stop_valid) {
         rec.trigger = TIMEBASE_ADJUST_TRIGGER_RESUME;
         in.saved_tb = s->stop.tb;
+        rec.floor_tb = s->stop.floor_tb;
         in.saved_realtime_ns = s->stop.realtime_ns;
         in.user_paused = s->stop.user_paused;
         rec.pairing_err_ns = tbcalc_ticks_to_ns(s->stop.err_ticks, freq);
@@ -351,6 +367,16 @@ static void tb_sync_resume(SpaprMachineState *spapr)
     s->stop_valid = false;
 
     in.now_realtime_ns = tb_sync_realtime_ns(s);
+    if (kvm_enabled()) {
+        TBCalcPair now;
+
+        if (tb_sync_host_pair(s, &now)) {
+            in.now_realtime_ns = now.realtime_ns;
+            rec.kvm_host_tb = now.tb;
+        } else {
+            rec.kvm_host_tb = cpu_get_host_ticks();
+        }
+    }
     if (!tbcalc_decide(&in, &rec.result)) {
         error_report("timebase: invalid input (frequency %" PRIu64
                      ", policy %d): TB left frozen", freq, in.policy);
@@ -433,6 +459,9 @@ static int tb_sync_pre_save(void *opaque)
             return -EINVAL;
         }
         now.user_paused = paused;
+        if (s->stop_valid) {
+            now.floor_tb = s->stop.floor_tb;    /* what the guest last saw */
+        }
         s->stop = now;
         s->stop_valid = true;
         trace_ppc_tb_sync_save("pre_save", now.tb, now.realtime_ns,
@@ -447,6 +476,7 @@ static int tb_sync_pre_save(void *opaque)
         .pairing_err_ticks = s->stop.err_ticks,
         .tb_freq = tb_sync_freq(),
         .tb_offset = cpu ? tb_sync_l1_offset(cpu) : 0,
+        .floor_tb = s->stop.floor_tb,
     };
     return 0;
 }
@@ -458,7 +488,9 @@ static int tb_sync_post_load(void *opaque, int version_id)
 
     trace_ppc_tb_sync_load(s->wire.version, s->wire.flags, s->wire.guest_tb,
                            s->wire.realtime_ns, s->wire.tb_freq);
-    if (s->wire.version != PPC_TB_SYNC_FORMAT_VERSION) {
+    if (s->wire.version == 1) {
+        s->wire.floor_tb = s->wire.guest_tb;    /* format 1 had no floor */
+    } else if (s->wire.version != PPC_TB_SYNC_FORMAT_VERSION) {
         error_report("spapr/timebase-sync: field 'version': unsupported "
                      "format version %" PRIu32 " (this QEMU reads %d)",
                      s->wire.version, PPC_TB_SYNC_FORMAT_VERSION);
@@ -482,7 +514,7 @@ static int tb_sync_post_load(void *opaque, int version_id)
 
 const VMStateDescription vmstate_spapr_tb_sync = {
     .name = "spapr/timebase-sync",
-    .version_id = 1,
+    .version_id = 2,
     .minimum_version_id = 1,
     .needed = tb_sync_needed,
     .pre_save = tb_sync_pre_save,
@@ -495,6 +527,7 @@ const VMStateDescription vmstate_spapr_tb_sync = {
         VMSTATE_UINT64(tb_sync.wire.pairing_err_ticks, SpaprMachineState),
         VMSTATE_UINT64(tb_sync.wire.tb_freq, SpaprMachineState),
         VMSTATE_INT64(tb_sync.wire.tb_offset, SpaprMachineState),
+        VMSTATE_UINT64_V(tb_sync.wire.floor_tb, SpaprMachineState, 2),
         VMSTATE_END_OF_LIST()
     },
 };

@@ -11,7 +11,8 @@
 
 #include "hw/ppc/ppc_tb_calc.h"
 
-#define PPC_TB_SYNC_FORMAT_VERSION 1
+/* 2 added floor_tb; format 1 streams are still read. */
+#define PPC_TB_SYNC_FORMAT_VERSION 2
 #define PPC_TB_SYNC_F_USER_PAUSED  0x1u   /* stop was a user pause/savevm */
 #define PPC_TB_SYNC_F_KVM          0x2u   /* sampled from the host TB */
 #define PPC_TB_SYNC_F_ALL          0x3u
@@ -24,6 +25,8 @@ typedef struct PPCTBSyncSample {
     int64_t realtime_ns;
     uint64_t err_ticks;
     bool user_paused;
+    /* KVM: the guest TB when the vCPUs stopped, the last it can have read */
+    uint64_t floor_tb;
 } PPCTBSyncSample;
 
 /* The spapr/timebase-sync subsection, as it travels. */
@@ -35,6 +38,7 @@ typedef struct PPCTBSyncWire {
     uint64_t pairing_err_ticks;
     uint64_t tb_freq;
     int64_t tb_offset;
+    uint64_t floor_tb;          /* format 2: never program a TB below this */
 } PPCTBSyncWire;
 
 /* The last adjustment, for `info timebase` and query-timebase. */
@@ -44,11 +48,13 @@ typedef struct PPCTBSyncRecord {
     bool from_subsection;
     TBCalcPolicy policy;
     uint64_t saved_tb;
+    uint64_t floor_tb;
     int64_t saved_realtime_ns;
     uint64_t pairing_err_ns;
     int64_t resume_realtime_ns;
     TBCalcResult result;
     bool kvm;
+    uint64_t kvm_host_tb;       /* host TB paired with resume_realtime_ns */
     int64_t kvm_requested_offset;
     int64_t kvm_applied_offset;
     int64_t kvm_residue_ticks;
