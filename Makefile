@@ -6,6 +6,7 @@
 #   make demo       live-migrate a TCG guest running the TB probe
 #   make check      every test tier that fits CI (unit, fuzz, functional)
 #   make check-unit / check-functional / check-kvm   one tier
+#   make check-kernel   kernel-patches/: apply, checkpatch, build, boot
 #   make clean      remove build/ (the download cache stays)
 
 SHELL := /bin/bash
@@ -36,7 +37,7 @@ TBPROBE := $(BUILD)/tbprobe
 PYTHON := /usr/bin/python3
 
 .PHONY: all qemu-tree qemu-native qemu-cross stock-cross tools guest demo \
-    check check-unit check-functional check-kvm clean
+    check check-unit check-functional check-kvm check-kernel clean
 all: qemu-native $(if $(filter yes,$(CROSS)),qemu-cross stock-cross) tools guest
 
 # Always re-laid: a no-op (hash check) when nothing changed.
@@ -87,6 +88,10 @@ check-functional: qemu-native guest
 
 check-kvm: qemu-native qemu-cross stock-cross guest
 	@bash scripts/check.sh $(BUILD) kvm
+
+# kernel-patches/: apply to 6.1 and 6.12, checkpatch, build 6.1, boot it.
+check-kernel: qemu-native qemu-cross stock-cross guest
+	@bash scripts/check.sh $(BUILD) kernel
 
 clean:
 	rm -rf $(BUILD)

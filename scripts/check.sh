@@ -6,6 +6,10 @@
 #   kvm         tests/kvm/test_kvm_tb_migration.py: KVM-HV in emulated
 #               POWER9/POWER8 hosts, the fork's and stock QEMU's static
 #               ppc64le builds migrating KVM guests inside them
+#   kernel      kernel-patches/ applied to Debian's 6.1 and 6.12 and
+#               checkpatch-clean; 6.1 built and booted as the hosts'
+#               kernel for tests/kvm/test_kvm_kernel_patches.py
+#               (not in the default tiers: `make check-kernel`)
 # Usage: check.sh BUILD_DIR [TIER...]
 set -uo pipefail
 . "$(dirname "$0")/lib.sh"
@@ -56,6 +60,49 @@ EOF
     info "$p passed, $f failed, $s skipped"
 }
 
+top=$(cd "$(dirname "$0")/.." && pwd)
+
+# The KVM-HV host initramfs: the fork's and stock's static QEMUs.
+kvm_initrd() {
+    mkdir -p "$build/kvm"
+    bash "$top/scripts/kvm-host-initrd.sh" \
+        "$build/qemu-cross/qemu-system-ppc64" "$top/tests/kvm/host-init" \
+        "$build/kvm/host.gz" "$build/stock-cross/qemu-system-ppc64" ||
+        die "host initramfs failed"
+}
+
+# kvm_tap MODULE HOST_KERNEL NAME: run a tests/kvm module (TAP on
+# stdout), print its results table, add to the counts.
+kvm_tap() {
+    local mod=$1 kernel=$2 name=$3 dir="$build/kvm/$3" p f s
+    rm -rf "$dir"
+    mkdir -p "$dir"
+    (cd "$top/tests/kvm" &&
+     TBFORK_OUTER_QEMU="$build/qemu-native/qemu-system-ppc64" \
+     TBFORK_HOST_KERNEL="$kernel" \
+     TBFORK_HOST_INITRD="$build/kvm/host.gz" \
+     TBFORK_KVM_WORKDIR="$dir/work" \
+     TBFORK_KVM_RESULTS="$dir/results.json" \
+     PYTHONPATH="$build/qemu-src/python:$top/tests/functional" \
+     timeout 3600 /usr/bin/python3 "$mod.py") \
+        > "$dir/check.log" 2> "$dir/check.err"
+    # TAP: "ok N test.id", "ok N test.id # SKIP why", "not ok N test.id"
+    sed 's/^/    /' "$dir/check.log"
+    s=$(grep -cE '^ok [0-9]+ .* # SKIP' "$dir/check.log")
+    p=$(( $(grep -cE '^ok [0-9]+ ' "$dir/check.log") - s ))
+    f=$(grep -cE '^not ok [0-9]+ ' "$dir/check.log")
+    [ "$p" -gt 0 ] || f=$((f + 1))
+    if [ -f "$dir/results.json" ]; then
+        /usr/bin/python3 "$top/tests/kvm/report.py" "$dir/results.json" \
+            > "$dir/results.md"
+        sed 's/^/    /' "$dir/results.md"
+    fi
+    [ "$f" = 0 ] || grep -E -A30 '^(FAIL|ERROR):' "$dir/check.err" |
+        head -80 | sed 's/^/    /'
+    info "$p passed, $f failed, $s skipped (logs: $dir/check.{log,err})"
+    passed=$((passed + p)) failed=$((failed + f)) skipped=$((skipped + s))
+}
+
 for tier in $tiers; do
     case $tier in
     unit)
@@ -83,37 +130,28 @@ for tier in $tiers; do
         ;;
     kvm)
         step "tier kvm: KVM-HV harness (emulated POWER hosts, fork and stock)"
-        top=$(cd "$(dirname "$0")/.." && pwd)
-        mkdir -p "$build/kvm"
-        rm -rf "$build/kvm/work"
-        bash "$top/scripts/kvm-host-initrd.sh" \
-            "$build/qemu-cross/qemu-system-ppc64" "$top/tests/kvm/host-init" \
-            "$build/kvm/host.gz" "$build/stock-cross/qemu-system-ppc64" ||
-            die "host initramfs failed"
-        (cd "$top/tests/kvm" &&
-         TBFORK_OUTER_QEMU="$build/qemu-native/qemu-system-ppc64" \
-         TBFORK_HOST_KERNEL="$TBFORK_CACHE/guest/vmlinux" \
-         TBFORK_HOST_INITRD="$build/kvm/host.gz" \
-         TBFORK_KVM_WORKDIR="$build/kvm/work" \
-         TBFORK_KVM_RESULTS="$build/kvm/results.json" \
-         PYTHONPATH="$build/qemu-src/python:$top/tests/functional" \
-         timeout 3600 /usr/bin/python3 test_kvm_tb_migration.py) \
-            > "$build/kvm/check.log" 2> "$build/kvm/check.err"
-        # TAP: "ok N test.id", "ok N test.id # SKIP why", "not ok N test.id"
-        sed 's/^/    /' "$build/kvm/check.log"
-        s=$(grep -cE '^ok [0-9]+ .* # SKIP' "$build/kvm/check.log")
-        p=$(( $(grep -cE '^ok [0-9]+ ' "$build/kvm/check.log") - s ))
-        f=$(grep -cE '^not ok [0-9]+ ' "$build/kvm/check.log")
-        [ "$p" -gt 0 ] || f=$((f + 1))
-        if [ -f "$build/kvm/results.json" ]; then
-            /usr/bin/python3 "$top/tests/kvm/report.py" \
-                "$build/kvm/results.json" > "$build/kvm/results.md"
-            sed 's/^/    /' "$build/kvm/results.md"
+        kvm_initrd
+        kvm_tap test_kvm_tb_migration "$TBFORK_CACHE/guest/vmlinux" kvm
+        ;;
+    kernel)
+        step "tier kernel: kernel-patches/ on Debian's 6.1 and 6.12, booted"
+        for v in 6.1 6.12; do
+            if bash "$top/scripts/build-kernel.sh" "$v" "$build" --check-only
+            then
+                info "kernel-patches apply to $v and pass checkpatch --strict"
+                passed=$((passed + 1))
+            else
+                warn "kernel-patches: $v failed"
+                failed=$((failed + 1))
+            fi
+        done
+        if vmlinux=$(bash "$top/scripts/build-kernel.sh" 6.1 "$build"); then
+            kvm_initrd
+            kvm_tap test_kvm_kernel_patches "$vmlinux" kernel
+        else
+            warn "patched kernel build failed"
+            failed=$((failed + 1))
         fi
-        [ "$f" = 0 ] || grep -E -A30 '^(FAIL|ERROR):' "$build/kvm/check.err" |
-            head -80 | sed 's/^/    /'
-        info "$p passed, $f failed, $s skipped (logs: $build/kvm/check.{log,err})"
-        passed=$((passed + p)) failed=$((failed + f)) skipped=$((skipped + s))
         ;;
     *)
         die "unknown tier $tier"

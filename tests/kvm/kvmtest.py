@@ -1,0 +1,272 @@
+# The KVM-HV harness's test scenarios, shared by the test modules
+# (test_kvm_tb_migration.py, test_kvm_kernel_patches.py): hosts, a probe
+# guest given a non-zero TB offset, a migration with a forced stop, and
+# the checks of what the fork promises under KVM. Results are collected
+# from QMP and the guest's TB probe and written as JSON
+# (TBFORK_KVM_RESULTS).
+#
+# Needs: TBFORK_OUTER_QEMU (the fork's native qemu-system-ppc64),
+# TBFORK_HOST_KERNEL, TBFORK_HOST_INITRD (scripts/kvm-host-initrd.sh
+# with tests/kvm/host-init and the stock build as /bin/qemu-stock).
+# `make check-kvm` and `make check-kernel` set them.
+#
+# Copyright (c) 2026 qemu-tb-fork developers
+# SPDX-License-Identifier: GPL-2.0-or-later
+
+import json
+import os
+import time
+import unittest
+
+from kvmhost import KvmHost
+from tbfork import measure_migration
+
+OUTER = os.environ.get('TBFORK_OUTER_QEMU', '')
+KERNEL = os.environ.get('TBFORK_HOST_KERNEL', '')
+INITRD = os.environ.get('TBFORK_HOST_INITRD', '')
+WORKDIR = os.environ.get('TBFORK_KVM_WORKDIR', '/tmp/tbfork-kvm')
+RESULTS = os.environ.get('TBFORK_KVM_RESULTS',
+                         os.path.join(WORKDIR, 'results.json'))
+
+# Stock QEMU 10.0.2 (bookworm-backports) as the outer emulator: it lacks
+# the fork's patch 0005.
+STOCK_OUTER = '/usr/bin/qemu-system-ppc64'
+FORK = '/bin/qemu-system-ppc64'
+STOCK = '/bin/qemu-stock'
+FREQ = 512000000
+# The kernel applies TB_OFFSET in multiples of 2^24 ticks; the fork picks
+# the multiple nearest its target (never below the saved TB), so the
+# guest-visible error is at most half a granule...
+HALF_GRANULE_S = (1 << 23) / FREQ
+# ... plus what measuring it through the emulated hosts' consoles adds
+# (probe summaries every 100 ms, min-filtered; the console paths of two
+# hosts differ in their latency floor: up to 7 ms seen), and the pairing
+# bound the fork reports.
+MEASURE_S = 0.010
+# The forced stop (pause-before-switchover) of every migration here.
+STOP_S = 1.0
+# Two hosts started this far apart have TB origins that differ by it.
+HOST_GAP_S = 60
+# Probe: summaries every 100 ms, report jumps over 5 ms.
+PROBE = 'i=100,t=5000'
+
+_results = []
+
+
+def record(name, **fields):
+    entry = {'scenario': name, **fields}
+    _results.append(entry)
+    os.makedirs(os.path.dirname(RESULTS), exist_ok=True)
+    with open(RESULTS, 'w', encoding='utf-8') as f:
+        json.dump(_results, f, indent=1)
+    return entry
+
+
+class KvmTestBase(unittest.TestCase):
+    """Hosts and scenario pieces; no tests of its own."""
+
+    maxDiff = None
+
+    def setUp(self):
+        for var, val in (('TBFORK_OUTER_QEMU', OUTER),
+                         ('TBFORK_HOST_KERNEL', KERNEL),
+                         ('TBFORK_HOST_INITRD', INITRD)):
+            self.assertTrue(val and os.path.exists(val),
+                            f'{var} must name an existing file')
+        self.hosts = []
+
+    def tearDown(self):
+        for h in self.hosts:
+            h.shutdown()
+
+    def host(self, name, outer_qemu=OUTER, **kwargs):
+        h = KvmHost(name, outer_qemu, KERNEL, INITRD,
+                    os.path.join(WORKDIR, self.id().split('.')[-1]), **kwargs)
+        self.hosts.append(h)
+        h.launch()
+        return h
+
+    def start_guest(self, host, binary, slot='a'):
+        """A KVM guest running the probe, given a non-zero TB offset.
+
+        The kernel writes TBU40 on guest entry and exit only when the
+        offset is non-zero: a 2 s user pause (not compensated under the
+        fork's default policy, frozen by stock QEMU) puts the guest TB
+        behind the host's for good.
+        """
+        vm = host.start_inner(slot, binary, probe_opts=PROBE)
+        vm.reader.wait_for('sum', count=10, timeout=120)
+        vm.cmd('stop')
+        time.sleep(2)
+        vm.cmd('cont')
+        n = len(vm.reader.of_kind('sum'))
+        vm.reader.wait_for('sum', count=n + 25, timeout=60)
+        return vm
+
+    def migrate(self, src, dst_host, dst_slot, binary, uri_host):
+        """Migrate src to a new inner QEMU with a STOP_S forced stop."""
+        dst = dst_host.start_inner(dst_slot, binary, probe_opts=PROBE,
+                                   incoming=True)
+        dst.cmd('migrate-set-capabilities',
+                capabilities=[{'capability': 'events', 'state': True}])
+        dst.cmd('migrate-incoming', uri='tcp:0.0.0.0:4444')
+        src.cmd('migrate-set-capabilities', capabilities=[
+            {'capability': 'pause-before-switchover', 'state': True},
+            {'capability': 'events', 'state': True}])
+        src.cmd('migrate-set-parameters', **{'max-bandwidth': 10 << 30,
+                                             'downtime-limit': 300})
+        before = src.reader.of_kind('sum')
+        src.clear_events()
+        src.cmd('migrate', uri=f'tcp:{uri_host}:4444')
+        src.event_wait('MIGRATION', 300, {'status': 'pre-switchover'})
+        time.sleep(STOP_S)
+        src.cmd('migrate-continue', state='pre-switchover')
+        resume = dst.event_wait('RESUME', 120)
+        stop = src.event_wait('STOP', 10)
+        src.event_wait('MIGRATION', 60, {'status': 'completed'})
+        downtime = src.cmd('query-migrate').get('downtime')
+        res = measure_migration(src.reader, dst.reader, before, stop, resume,
+                                FREQ, STOP_S, downtime, 30)
+        src.cmd('quit')
+        return dst, res
+
+    def figures(self, res, skew_s=0.0):
+        return {'error_ms': round(res.error_s * 1e3, 3),
+                'gap_error_ms': round(res.gap_error_s * 1e3, 3),
+                'stop_to_start_ms': round(res.stop_to_start_s * 1e3, 1),
+                'downtime_ms': res.downtime_ms,
+                'backwards': res.backwards,
+                'skew_ms': round(skew_s * 1e3, 3)}
+
+    def outcome(self, name, machine, binary, dst, res, skew_s=0.0,
+                **extra):
+        """Record a migration's figures, then check what the fork promises.
+
+        Recorded first, so that a failing run still leaves its numbers.
+        """
+        qemu = 'fork' if binary == FORK else 'stock'
+        fig = self.figures(res, skew_s)
+        if binary != FORK:
+            entry = record(name, machine=machine, qemu=qemu, **fig, **extra)
+            self.assertEqual(res.backwards, 0, 'the guest TB went backwards')
+            return entry
+        info = dst.cmd('query-timebase')
+        last = info['last-adjustment']
+        residue_s = last['kvm-residue-ticks'] / FREQ
+        bound = (HALF_GRANULE_S + last['pairing-error-ns'] / 1e9 +
+                 MEASURE_S + abs(skew_s))
+        entry = record(name, machine=machine, qemu=qemu, **fig,
+                       residue_ms=round(residue_s * 1e3, 3),
+                       offset=last['kvm-applied-offset'],
+                       pairing_ns=last['pairing-error-ns'],
+                       bound_ms=round(bound * 1e3, 3), **extra)
+        self.assertEqual(info['accelerator'], 'kvm')
+        self.assertEqual(last['trigger'], 'migration')
+        self.assertTrue(last['from-subsection'])
+        self.assertEqual(last['reason'], 'applied')
+        self.assertEqual(last['kvm-requested-offset'],
+                         last['kvm-applied-offset'])
+        self.assertNotEqual(last['kvm-applied-offset'], 0)
+        # The nearest 2^24 multiple: within half a granule either way.
+        self.assertLessEqual(abs(residue_s), HALF_GRANULE_S)
+        # Every vCPU got the offset.
+        for vcpu in info['vcpus']:
+            self.assertEqual(vcpu['tb-offset'], last['kvm-applied-offset'])
+        # HMP shows the same under KVM (where `info registers` shows TB 0).
+        hmp = dst.hmp('info timebase')
+        self.assertIn(', kvm, policy downtime', hmp)
+        off = last['kvm-applied-offset'] & (2**64 - 1)
+        self.assertIn(f'KVM: requested offset 0x{off:016x}, read back '
+                      f'0x{off:016x}', hmp)
+        self.assertEqual(res.backwards, 0, 'the guest TB went backwards')
+        self.assertLess(abs(res.error_s), bound,
+                        f'TB error {res.error_s * 1e3:.3f} ms')
+        # The error the guest saw is the rounding residue, plus the host
+        # clocks' disagreement and the measurement.
+        self.assertLess(abs(res.error_s - residue_s),
+                        MEASURE_S + abs(skew_s),
+                        f'guest saw {res.error_s * 1e3:.3f} ms, residue '
+                        f'{residue_s * 1e3:.3f} ms')
+        return entry
+
+    def one_host(self, machine, cpu, binary, name):
+        h = self.host('A', machine=machine, cpu=cpu)
+        src = self.start_guest(h, binary)
+        dst, res = self.migrate(src, h, 'b', binary, '127.0.0.1')
+        return self.outcome(name, machine, binary, dst, res,
+                            host_boot_s=round(h.boot_s, 1))
+
+    def two_hosts(self, binary, name):
+        a = self.host('A', netdev='listen=127.0.0.1:%d' % self.net_port(),
+                      mac='52:54:00:00:00:0a')
+        a.sh('ip addr add 10.0.0.1/24 dev eth0 && ip link set eth0 up')
+        src = self.start_guest(a, binary)
+        # Start B late enough that the hosts' TB origins differ.
+        time.sleep(max(0.0, HOST_GAP_S - (time.time() - a.launched_at)))
+        b = self.host('B', netdev='connect=127.0.0.1:%d' % self.net_port(),
+                      mac='52:54:00:00:00:0b')
+        b.sh('ip addr add 10.0.0.2/24 dev eth0 && ip link set eth0 up')
+        b.sh('ping -c 3 -W 5 10.0.0.1')
+        # Both hosts' realtime stepped onto the harness's (busybox has no
+        # ntpd here): the residual skew between them, with its bound,
+        # goes into the error bound and the results.
+        for h in (a, b):
+            h.start_clock()
+            h.sync_clock()
+        (oa, ba), (ob, bb) = a.clock_offset(), b.clock_offset()
+        skew_total = abs(ob - oa) + ba + bb
+        dst, res1 = self.migrate(src, b, 'b', binary, '10.0.0.2')
+        e1 = self.outcome(f'{name} A->B', 'powernv9', binary, dst, res1,
+                          skew_total)
+        back, res2 = self.migrate(dst, a, 'c', binary, '10.0.0.1')
+        e2 = self.outcome(f'{name} B->A', 'powernv9', binary, back, res2,
+                          skew_total)
+        if binary == FORK:
+            # The hosts' TB origins differ by about HOST_GAP_S, so the
+            # offsets differ by about that much.
+            self.assertGreater(abs(e1['offset'] - e2['offset']),
+                               0.9 * HOST_GAP_S * FREQ)
+        return e1, e2
+
+    def net_port(self):
+        if not hasattr(self, '_net_port'):
+            import socket
+            s = socket.socket()
+            s.bind(('127.0.0.1', 0))
+            self._net_port = s.getsockname()[1]
+            s.close()
+        return self._net_port
+
+    def dirty_migration(self, outer):
+        """Migrate a guest that rewrites 64 MiB, reading each page first.
+
+        KVM-HV's dirty tracking under radix reads the C bit of its
+        partition-scoped PTEs; the outer TCG emulator must set C on the
+        first store after a load, or the last writes are lost.
+        """
+        h = self.host('A', outer_qemu=outer)
+        probe = PROBE + ',m=64'
+        src = h.start_inner('a', FORK, probe_opts=probe)
+        src.reader.wait_for('memsum', count=2, timeout=120)
+        dst = h.start_inner('b', FORK, probe_opts=probe, incoming=True)
+        dst.cmd('migrate-incoming', uri='tcp:127.0.0.1:4444')
+        src.cmd('migrate-set-parameters', **{'max-bandwidth': 10 << 30,
+                                             'downtime-limit': 300})
+        src.cmd('migrate', uri='tcp:127.0.0.1:4444')
+        dst.event_wait('RESUME', 300)
+        # Every page is checked once per pass: a few passes after the
+        # switch, a lost write has shown up (or the guest died of one).
+        passes = max(p.fields['pass'] for p in src.reader.of_kind('memsum'))
+        try:
+            dst.reader.wait_for('memsum', count=3, timeout=60,
+                                pred=lambda p: p.fields['pass'] > passes)
+            alive = True
+        except TimeoutError:
+            alive = False
+        lost = len(dst.reader.of_kind('mem'))
+        record('dirtying guest, outer ' + ('fork' if outer == OUTER
+                                            else 'stock 10.0.2'),
+               machine='powernv9', qemu='fork', lost_pages=lost,
+               guest_alive=alive)
+        self.assertEqual(lost, 0, f'{lost} pages lost their last write')
+        self.assertTrue(alive, 'the guest stopped after the migration')

@@ -1,0 +1,92 @@
+#!/usr/bin/env python3
+#
+# The KVM-HV harness on a host kernel built with kernel-patches/ (Debian's
+# linux-source-6.1 + the series, scripts/build-kernel.sh): the kernel's
+# own view of the timebase offset, through the new debugfs entry and
+# tracepoints, agrees with what the fork's query-timebase reports; the
+# scenarios of test_kvm_tb_migration.py pass on it. `make check-kernel`
+# runs it with TBFORK_HOST_KERNEL set to that kernel.
+#
+# Copyright (c) 2026 qemu-tb-fork developers
+# SPDX-License-Identifier: GPL-2.0-or-later
+
+import re
+import unittest
+
+from kvmtest import FORK, KvmTestBase, record
+
+TRACE = '/sys/kernel/tracing'
+EVENTS = ('kvmppc_tb_offset_set', 'kvmppc_tb_offset_enter',
+          'kvmppc_tb_offset_exit')
+
+
+def u64(value):
+    return value & (2**64 - 1)
+
+
+class KvmKernelPatchesTest(KvmTestBase):
+
+    def vcpu_debugfs(self, host, slot):
+        """The kernel's tb_offset and tb_offset_applied for slot's vcpu 0."""
+        _, out = host.sh(f'cat /sys/kernel/debug/kvm/$(cat /tmp/{slot}.pid)-'
+                         f'*/vcpu0/tb_offset')
+        fields = dict(re.findall(r'^(\w+) 0x([0-9a-f]+)$', out, re.M))
+        self.assertIn('tb_offset', fields, out)
+        return int(fields['tb_offset'], 16), \
+            int(fields['tb_offset_applied'], 16)
+
+    def test_p9_debugfs_and_tracepoints(self):
+        """The kernel applies exactly what query-timebase reports."""
+        h = self.host('A')
+        for ev in EVENTS:
+            h.sh(f'echo 1 > {TRACE}/events/kvm_hv/{ev}/enable')
+        src = self.start_guest(h, FORK)
+        h.sh(f'echo > {TRACE}/trace')
+        dst, res = self.migrate(src, h, 'b', FORK, '127.0.0.1')
+        entry = self.outcome('P9 one host, patched kernel', 'powernv9',
+                             FORK, dst, res)
+        offset = u64(entry['offset'])
+        kernel_off, applied = self.vcpu_debugfs(h, 'b')
+        _, trace = h.sh(f'cat {TRACE}/trace')
+        sets = re.findall(r'kvmppc_tb_offset_set: VCPU \d+: TB offset '
+                          r'requested 0x([0-9a-f]+) set 0x([0-9a-f]+)', trace)
+        enters = re.findall(r'kvmppc_tb_offset_enter: vcore \d+: guest entry '
+                            r'applies TB offset 0x([0-9a-f]+)', trace)
+        exits = re.findall(r'kvmppc_tb_offset_exit: vcore \d+: guest exit '
+                           r'removed TB offset 0x([0-9a-f]+) \(still applied '
+                           r'0x([0-9a-f]+)\)', trace)
+        record('kernel ground truth', machine='powernv9', qemu='fork',
+               offset=entry['offset'], debugfs_offset=kernel_off,
+               trace_sets=len(sets), trace_entries=len(enters),
+               trace_exits=len(exits))
+        # debugfs: the vcore holds the fork's offset; it is in force only
+        # while the guest runs (this shell runs on the host's only CPU).
+        self.assertEqual(kernel_off, offset)
+        self.assertEqual(applied, 0)
+        # The destination set it on its vCPU: requested = kept, already a
+        # 2^24 multiple, and it is what the fork reports.
+        self.assertIn((f'{offset:x}', f'{offset:x}'), sets)
+        self.assertEqual(offset % (1 << 24), 0)
+        # Entries and exits applied and removed that offset.
+        self.assertGreater(len(enters), 0)
+        self.assertEqual({int(e, 16) for e in enters[-10:]}, {offset})
+        self.assertGreater(len(exits), 0)
+        for removed, still in exits[-10:]:
+            self.assertEqual(int(removed, 16), offset)
+            self.assertEqual(int(still, 16), 0)
+
+    def test_p9_one_host(self):
+        """Scenario 1 of the harness on the patched kernel."""
+        self.one_host('powernv9', 'power9', FORK,
+                      'P9 one host, patched kernel')
+
+    def test_p8_one_host(self):
+        """Scenario 1 on POWER8 (assembly entry path), patched kernel."""
+        self.one_host('powernv8', 'power8', FORK,
+                      'P8 one host, patched kernel')
+
+
+if __name__ == '__main__':
+    from pycotap import LogMode, TAPTestRunner
+    unittest.main(testRunner=TAPTestRunner(
+        message_log=LogMode.LogToError, test_output_log=LogMode.LogToError))
