@@ -25,6 +25,12 @@ fi
 debs="$TBFORK_CACHE/linux"
 deb="$debs/${pkg}_${debver}_all.deb"
 mkdir -p "$debs"
+# apt verifies the download against the archive's signed indexes; the
+# manifest then guards the cached copy.
+if [ -f "$deb" ] && ! grep -q "  linux/$(basename "$deb")\$" \
+        "$TBFORK_CACHE/SHA256SUMS" 2>/dev/null; then
+    rm -f "$deb"        # not fetched by this script: fetch it again
+fi
 if [ ! -f "$deb" ]; then
     step "fetching $pkg $debver"
     (cd "$debs" && apt-get download -q -o APT::Sandbox::User=root \

@@ -9,13 +9,12 @@
 #   kernel      kernel-patches/ applied to Debian's 6.1 and 6.12 and
 #               checkpatch-clean; 6.1 built and booted as the hosts'
 #               kernel for tests/kvm/test_kvm_kernel_patches.py
-#               (not in the default tiers: `make check-kernel`)
 # Usage: check.sh BUILD_DIR [TIER...]
 set -uo pipefail
 . "$(dirname "$0")/lib.sh"
 build=$1
 shift
-tiers=${*:-unit functional kvm}
+tiers=${*:-unit functional kvm kernel}
 passed=0 failed=0 skipped=0
 
 # Count results from meson test's console lines: a TAP test counts its

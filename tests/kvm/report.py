@@ -43,6 +43,16 @@ def main(path):
     for r in results:
         if 'error' in r:
             print(f"\n{r['scenario']} ({r['machine']}): `{r['error']}`")
+        if 'debugfs_offset' in r:
+            print(f"\n{r['scenario']} ({r['machine']}): query-timebase "
+                  f"offset {r['offset'] & (2**64 - 1):#x}, vcpu debugfs "
+                  f"{r['debugfs_offset']:#x}; tracepoints: {r['trace_sets']} "
+                  f"set, {r['trace_entries']} entries, {r['trace_exits']} "
+                  f"exits")
+        if 'lost_pages' in r:
+            print(f"\n{r['scenario']}: {r['lost_pages']} pages lost their "
+                  f"last write, guest "
+                  f"{'alive' if r['guest_alive'] else 'dead'}")
 
 
 if __name__ == '__main__':
