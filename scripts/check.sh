@@ -134,21 +134,21 @@ for tier in $tiers; do
         ;;
     kernel)
         step "tier kernel: kernel-patches/ on Debian's 6.1 and 6.12, booted"
-        for v in 6.1 6.12; do
-            if bash "$top/scripts/build-kernel.sh" "$v" "$build" --check-only
-            then
-                info "kernel-patches apply to $v and pass checkpatch --strict"
-                passed=$((passed + 1))
-            else
-                warn "kernel-patches: $v failed"
-                failed=$((failed + 1))
-            fi
-        done
+        # 6.12: apply and checkpatch; 6.1: the same, then build (cached).
+        if bash "$top/scripts/build-kernel.sh" 6.12 "$build" --check-only; then
+            info "kernel-patches apply to 6.12 and pass checkpatch --strict"
+            passed=$((passed + 1))
+        else
+            warn "kernel-patches: 6.12 failed"
+            failed=$((failed + 1))
+        fi
         if vmlinux=$(bash "$top/scripts/build-kernel.sh" 6.1 "$build"); then
+            info "kernel-patches apply to 6.1, pass checkpatch, build"
+            passed=$((passed + 1))
             kvm_initrd
             kvm_tap test_kvm_kernel_patches "$vmlinux" kernel
         else
-            warn "patched kernel build failed"
+            warn "kernel-patches: 6.1 failed"
             failed=$((failed + 1))
         fi
         ;;

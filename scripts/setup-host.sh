@@ -8,7 +8,8 @@ set -euo pipefail
 
 SOURCES=/etc/apt/sources.list.d/qemu-tb-fork.sources
 
-# Host packages. meson >= 1.5, pycotap and the stock QEMU we compare
+# Host packages (bc and perl: the kernel build and checkpatch). meson >= 1.5,
+# pycotap and the stock QEMU we compare
 # against come from bookworm-backports.
 BPO_PKGS="meson python3-pycotap qemu-system-ppc qemu-system-data qemu-utils"
 PKGS="build-essential ninja-build pkg-config ccache dpkg-dev rsync
@@ -16,7 +17,7 @@ PKGS="build-essential ninja-build pkg-config ccache dpkg-dev rsync
   python3-venv python3-setuptools flex bison
   gcc-powerpc64le-linux-gnu libc6-dev-ppc64el-cross
   cpio xz-utils zstd file clang llvm libclang-rt-14-dev
-  python3-matplotlib"
+  python3-matplotlib bc perl"
 
 want_sources() {
     cat <<'EOF'
