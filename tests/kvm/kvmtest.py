@@ -86,7 +86,7 @@ class KvmTestBase(unittest.TestCase):
         h.launch()
         return h
 
-    def start_guest(self, host, binary, slot='a'):
+    def start_guest(self, host, binary, slot='a', probe=PROBE):
         """A KVM guest running the probe, given a non-zero TB offset.
 
         The kernel writes TBU40 on guest entry and exit only when the
@@ -94,7 +94,7 @@ class KvmTestBase(unittest.TestCase):
         fork's default policy, frozen by stock QEMU) puts the guest TB
         behind the host's for good.
         """
-        vm = host.start_inner(slot, binary, probe_opts=PROBE)
+        vm = host.start_inner(slot, binary, probe_opts=probe)
         vm.reader.wait_for('sum', count=10, timeout=120)
         vm.cmd('stop')
         time.sleep(2)
@@ -103,9 +103,10 @@ class KvmTestBase(unittest.TestCase):
         vm.reader.wait_for('sum', count=n + 25, timeout=60)
         return vm
 
-    def migrate(self, src, dst_host, dst_slot, binary, uri_host):
+    def migrate(self, src, dst_host, dst_slot, binary, uri_host,
+                probe=PROBE):
         """Migrate src to a new inner QEMU with a STOP_S forced stop."""
-        dst = dst_host.start_inner(dst_slot, binary, probe_opts=PROBE,
+        dst = dst_host.start_inner(dst_slot, binary, probe_opts=probe,
                                    incoming=True)
         dst.cmd('migrate-set-capabilities',
                 capabilities=[{'capability': 'events', 'state': True}])
