@@ -23,8 +23,9 @@ def main(path):
     for r in results:
         if 'error_ms' in r and r['scenario'] not in rows:
             rows.append(r['scenario'])
-    print('| scenario | QEMU | TB error (ms) | KVM residue (ms) | bound (ms) '
-          '| backwards | stop-to-start (ms) | downtime (ms) | host skew (ms) |')
+    print('| scenario | QEMU | TB error (ms) | KVM residue (ms) '
+          '| bound (ms) | backwards | stop-to-start (ms) | downtime (ms) '
+          '| host skew (ms) |')
     print('|---|---|---:|---:|---:|---:|---:|---:|---:|')
     for name in rows:
         for qemu in ('fork', 'stock'):
