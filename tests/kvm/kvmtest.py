@@ -271,3 +271,31 @@ class KvmTestBase(unittest.TestCase):
                guest_alive=alive)
         self.assertEqual(lost, 0, f'{lost} pages lost their last write')
         self.assertTrue(alive, 'the guest stopped after the migration')
+
+    def dec_at_resume(self, machine, cpu, name):
+        """A sleep whose deadline fell in the forced stop ends at resume.
+
+        Two probe sleepers with deadlines 0.8 s apart, half a period out
+        of phase: both deadlines fall in the stop, one at least 0.4 s
+        in. The decrementer state (DEC_EXPIRY, in guest TB) crosses the
+        migration with the TB offset; if either were off, the sleepers
+        would wake up to the rest of their sleep late.
+        """
+        probe = PROBE + ',w=800'
+        h = self.host('A', machine=machine, cpu=cpu)
+        src = self.start_guest(h, FORK, probe=probe)
+        dst, res = self.migrate(src, h, 'b', FORK, '127.0.0.1', probe=probe)
+        self.assertEqual(res.backwards, 0)
+        jumps = src.reader.of_kind('jump') + dst.reader.of_kind('jump')
+        stop = max(jumps, key=lambda p: p.fields['gap']).fields
+        wakes = [p.fields for p in src.reader.of_kind('wake') +
+                 dst.reader.of_kind('wake')
+                 if stop['from'] < p.fields['due'] < stop['to']]
+        self.assertEqual(len(wakes), 2, "both sleepers' deadlines in the stop")
+        into_stop_s = max(w['due'] - stop['from'] for w in wakes) / FREQ
+        after_s = max(w['woke'] - stop['to'] for w in wakes) / FREQ
+        record(name, machine=machine, qemu='fork',
+               deadline_into_stop_ms=round(into_stop_s * 1e3, 1),
+               woke_after_resume_ms=round(after_s * 1e3, 3))
+        self.assertGreater(into_stop_s, 0.35)
+        self.assertLess(after_s, 0.030)

@@ -50,6 +50,11 @@ def main(path):
                   f"{r['debugfs_offset']:#x}; tracepoints: {r['trace_sets']} "
                   f"set, {r['trace_entries']} entries, {r['trace_exits']} "
                   f"exits")
+        if 'woke_after_resume_ms' in r:
+            print(f"\n{r['scenario']}: a sleep due "
+                  f"{r['deadline_into_stop_ms']} ms into the stop ended "
+                  f"{r['woke_after_resume_ms']} ms after the first TB read "
+                  f"after resume")
         if 'lost_pages' in r:
             print(f"\n{r['scenario']}: {r['lost_pages']} pages lost their "
                   f"last write, guest "

@@ -86,6 +86,11 @@ class KvmKernelPatchesTest(KvmTestBase):
         self.one_host('powernv9', 'power9', FORK,
                       'P9 one host, patched kernel')
 
+    def test_p8_dec_at_resume(self):
+        """POWER8 (assembly path): DEC_EXPIRY crosses with the offset."""
+        self.dec_at_resume('powernv8', 'power8',
+                           'DEC at resume (P8, patched kernel)')
+
     def test_p8_one_host(self):
         """Scenario 1 on POWER8 (assembly entry path), patched kernel."""
         self.one_host('powernv8', 'power8', FORK,
