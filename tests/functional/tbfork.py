@@ -31,17 +31,22 @@ class ProbeLine:
     fields: Dict[str, int]
 
 
-class ProbeReader:
-    """Reads a guest console socket in a thread and parses TBP lines."""
+class LineReader:
+    """Reads a socket line by line in a thread, optionally logging.
+
+    Subclasses see each line in _on_line, called with self.cond held.
+    """
 
     def __init__(self, sock: socket.socket, log_path: Optional[str] = None):
         self.sock = sock
-        self.lines: List[ProbeLine] = []
         self.text: List[str] = []
         self.cond = threading.Condition()
         self._log = open(log_path, 'w', encoding='utf-8') if log_path else None
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
+
+    def _on_line(self, now: float, line: str) -> None:
+        pass
 
     def _run(self) -> None:
         buf = b''
@@ -62,12 +67,23 @@ class ProbeReader:
                     self._log.flush()
                 with self.cond:
                     self.text.append(line)
-                    m = PROBE_RE.search(line)
-                    if m:
-                        fields = {k: int(v) for k, v in
-                                  re.findall(r'(\w+)=(-?\d+)', m.group(2))}
-                        self.lines.append(ProbeLine(now, m.group(1), fields))
+                    self._on_line(now, line)
                     self.cond.notify_all()
+
+
+class ProbeReader(LineReader):
+    """Reads a guest console socket in a thread and parses TBP lines."""
+
+    def __init__(self, sock: socket.socket, log_path: Optional[str] = None):
+        self.lines: List[ProbeLine] = []
+        super().__init__(sock, log_path)
+
+    def _on_line(self, now: float, line: str) -> None:
+        m = PROBE_RE.search(line)
+        if m:
+            fields = {k: int(v) for k, v in
+                      re.findall(r'(\w+)=(-?\d+)', m.group(2))}
+            self.lines.append(ProbeLine(now, m.group(1), fields))
 
     def of_kind(self, kind: str) -> List[ProbeLine]:
         with self.cond:
@@ -118,6 +134,26 @@ class MigrationResult:
     downtime_ms: Optional[int]  # as reported by query-migrate
     tb_freq: int
     extra: Dict[str, object] = field(default_factory=dict)
+
+
+def sleeps_across_stop(readers: List[ProbeReader], freq: int
+                       ) -> (int, float, float):
+    """The probe sleepers whose deadline fell in the migration's stop.
+
+    The stop is the spinning probe's largest TB jump. Returns how many
+    sleeps were due inside it, how far into the stop the latest deadline
+    was (s), and how long after the first TB read after resume the last
+    of them woke (s; negative: before the spinner ran again).
+    """
+    jumps = [p for r in readers for p in r.of_kind('jump')]
+    stop = max(jumps, key=lambda p: p.fields['gap']).fields
+    wakes = [p.fields for r in readers for p in r.of_kind('wake')
+             if stop['from'] < p.fields['due'] < stop['to']]
+    if not wakes:
+        return 0, 0.0, 0.0
+    into = max(w['due'] - stop['from'] for w in wakes) / freq
+    after = max(w['woke'] - stop['to'] for w in wakes) / freq
+    return len(wakes), into, after
 
 
 def measure_migration(src_reader: ProbeReader, dst_reader: ProbeReader,

@@ -12,7 +12,7 @@
  * other CPU verifies that its own TB, read after seeing that value, is
  * not smaller (a TB that differs between vCPUs fails this).
  *
- * With w=MS, sleeper processes (one per CPU with -a, else two) sleep
+ * With w=MS, sleeper processes (one per CPU with -a, else four) sleep
  * until deadlines MS milliseconds apart, phased evenly (absolute
  * clock_nanosleep), and report when they woke, in TB ticks:
  * a sleep whose deadline fell inside a migration stop must end as soon
@@ -347,10 +347,14 @@ int main(int argc, char **argv)
         _exit(0);
     }
     if (!o.all_cpus) {
-        /* Two sleepers half a period apart: one deadline always falls
-         * at least half a period into a stop longer than a period. */
-        spawn_sleeper(0, 0, freq, &o, 0, 2);
-        spawn_sleeper(0, 0, freq, &o, 1, 2);
+        /*
+         * Four sleepers a quarter period apart: a stop longer than a
+         * period holds several deadlines, the last one at least three
+         * quarters of a period in, even if a sleeper is running late.
+         */
+        for (i = 0; i < 4; i++) {
+            spawn_sleeper(0, 0, freq, &o, i, 4);
+        }
         run(0, freq, &o, NULL);
         return 0;
     }

@@ -18,14 +18,13 @@ import select
 import shutil
 import socket
 import tempfile
-import threading
 import time
 from typing import List, Optional, Tuple
 
 from qemu.machine import QEMUMachine
 from qemu.qmp.legacy import QEMUMonitorProtocol
 
-from tbfork import ProbeReader
+from tbfork import LineReader, ProbeReader
 
 # What the fork's KVM path needs from an inner pseries guest on an
 # emulated POWER9 (the security capabilities TCG's powernv does not
@@ -39,36 +38,15 @@ class HostError(Exception):
     pass
 
 
-class LineChannel:
-    """A unix socket read line by line in a thread."""
+class LineChannel(LineReader):
+    """A unix socket read line by line: wait for lines, send some."""
 
     def __init__(self, sock: socket.socket, log_path: Optional[str] = None):
-        self.sock = sock
         self.lines: List[Tuple[float, str]] = []
-        self.cond = threading.Condition()
-        self._log = open(log_path, 'w', encoding='utf-8') if log_path else None
-        threading.Thread(target=self._run, daemon=True).start()
+        super().__init__(sock, log_path)
 
-    def _run(self) -> None:
-        buf = b''
-        while True:
-            try:
-                data = self.sock.recv(4096)
-            except OSError:
-                break
-            if not data:
-                break
-            buf += data
-            now = time.time()
-            while b'\n' in buf:
-                raw, buf = buf.split(b'\n', 1)
-                line = raw.decode('utf-8', 'replace').strip('\r')
-                if self._log:
-                    self._log.write(f'{now:.6f} {line}\n')
-                    self._log.flush()
-                with self.cond:
-                    self.lines.append((now, line))
-                    self.cond.notify_all()
+    def _on_line(self, now: float, line: str) -> None:
+        self.lines.append((now, line))
 
     def wait_line(self, pattern: str, timeout: float, start: int = 0
                   ) -> Tuple[int, re.Match]:

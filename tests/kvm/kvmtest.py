@@ -19,7 +19,7 @@ import time
 import unittest
 
 from kvmhost import KvmHost
-from tbfork import measure_migration
+from tbfork import measure_migration, sleeps_across_stop
 
 OUTER = os.environ.get('TBFORK_OUTER_QEMU', '')
 KERNEL = os.environ.get('TBFORK_HOST_KERNEL', '')
@@ -275,27 +275,23 @@ class KvmTestBase(unittest.TestCase):
     def dec_at_resume(self, machine, cpu, name):
         """A sleep whose deadline fell in the forced stop ends at resume.
 
-        Two probe sleepers with deadlines 0.8 s apart, half a period out
-        of phase: both deadlines fall in the stop, one at least 0.4 s
-        in. The decrementer state (DEC_EXPIRY, in guest TB) crosses the
-        migration with the TB offset; if either were off, the sleepers
-        would wake up to the rest of their sleep late.
+        Four probe sleepers with deadlines 0.8 s apart, a quarter period
+        out of phase: the stop holds several deadlines, the last one at
+        least 0.6 s in. The decrementer state (DEC_EXPIRY, in guest TB)
+        crosses the migration with the TB offset; if either were off, the
+        sleepers would wake up to the rest of their sleep late.
         """
         probe = PROBE + ',w=800'
         h = self.host('A', machine=machine, cpu=cpu)
         src = self.start_guest(h, FORK, probe=probe)
         dst, res = self.migrate(src, h, 'b', FORK, '127.0.0.1', probe=probe)
         self.assertEqual(res.backwards, 0)
-        jumps = src.reader.of_kind('jump') + dst.reader.of_kind('jump')
-        stop = max(jumps, key=lambda p: p.fields['gap']).fields
-        wakes = [p.fields for p in src.reader.of_kind('wake') +
-                 dst.reader.of_kind('wake')
-                 if stop['from'] < p.fields['due'] < stop['to']]
-        self.assertEqual(len(wakes), 2, "both sleepers' deadlines in the stop")
-        into_stop_s = max(w['due'] - stop['from'] for w in wakes) / FREQ
-        after_s = max(w['woke'] - stop['to'] for w in wakes) / FREQ
+        n, into_stop_s, after_s = sleeps_across_stop([src.reader, dst.reader],
+                                                     FREQ)
+        self.assertGreaterEqual(n, 2, 'sleepers with a deadline in the stop')
         record(name, machine=machine, qemu='fork',
                deadline_into_stop_ms=round(into_stop_s * 1e3, 1),
                woke_after_resume_ms=round(after_s * 1e3, 3))
+        # Not firing at resume would mean waking at least 0.35 s late.
         self.assertGreater(into_stop_s, 0.35)
-        self.assertLess(after_s, 0.030)
+        self.assertLess(after_s, 0.100)
