@@ -61,8 +61,12 @@ EOF
 
 top=$(cd "$(dirname "$0")/.." && pwd)
 
-# The KVM-HV host initramfs: the fork's and stock's static QEMUs.
+# The KVM-HV host initramfs: the fork's and stock's static QEMUs. Built
+# once per run (the kvm and kernel tiers share it).
+kvm_initrd_built=
 kvm_initrd() {
+    [ -z "$kvm_initrd_built" ] || return 0
+    kvm_initrd_built=1
     mkdir -p "$build/kvm"
     bash "$top/scripts/kvm-host-initrd.sh" \
         "$build/qemu-cross/qemu-system-ppc64" "$top/tests/kvm/host-init" \

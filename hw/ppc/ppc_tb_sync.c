@@ -366,16 +366,33 @@ static void tb_sync_resume(SpaprMachineState *spapr)
     s->incoming_subsection = false;
     s->stop_valid = false;
 
-    in.now_realtime_ns = tb_sync_realtime_ns(s);
+    if (kvm_enabled() && tb_sync_kvm_check(NULL)) {
+        /*
+         * A KVM without the register (KVM-PR): the guest reads the host
+         * TB, which ran on through the stop. Nothing can be applied;
+         * incoming streams were refused in post_load already.
+         */
+        warn_report_once("timebase: this kernel does not support "
+                         "KVM_REG_PPC_TB_OFFSET: the guest timebase follows "
+                         "the host's through every stop, whatever the "
+                         "policy");
+        trace_ppc_tb_sync_kvm_unsupported(TimebaseAdjustTrigger_str(
+                                              rec.trigger));
+        return;
+    }
     if (kvm_enabled()) {
+        /* The target's realtime and the host TB it is applied to: a pair. */
         TBCalcPair now;
 
         if (tb_sync_host_pair(s, &now)) {
             in.now_realtime_ns = now.realtime_ns;
             rec.kvm_host_tb = now.tb;
         } else {
+            in.now_realtime_ns = tb_sync_realtime_ns(s);
             rec.kvm_host_tb = cpu_get_host_ticks();
         }
+    } else {
+        in.now_realtime_ns = tb_sync_realtime_ns(s);
     }
     if (!tbcalc_decide(&in, &rec.result)) {
         error_report("timebase: invalid input (frequency %" PRIu64

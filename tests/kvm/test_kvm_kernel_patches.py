@@ -4,18 +4,24 @@
 # linux-source-6.1 + the series, scripts/build-kernel.sh): the kernel's
 # own view of the timebase offset, through the new debugfs entry and
 # tracepoints, agrees with what the fork's query-timebase reports; the
-# scenarios of test_kvm_tb_migration.py pass on it. `make check-kernel`
-# runs it with TBFORK_HOST_KERNEL set to that kernel.
+# scenarios of test_kvm_tb_migration.py pass on it. The kernel also has
+# KVM-PR built in (Debian's has none), a KVM without KVM_REG_PPC_TB_OFFSET:
+# the fork's refusal is tested on it. `make check-kernel` runs it with
+# TBFORK_HOST_KERNEL set to that kernel.
 #
 # Copyright (c) 2026 qemu-tb-fork developers
 # SPDX-License-Identifier: GPL-2.0-or-later
 
 import re
+import time
 import unittest
 
-from kvmtest import FORK, KvmTestBase, record
+from kvmtest import FORK, PROBE, KvmTestBase, record
 
 TRACE = '/sys/kernel/tracing'
+# A KVM-PR guest: what KVM-PR cannot offer is turned off.
+KVM_PR_OPTS = 'kvm-type=PR,cap-fwnmi=off,cap-ail-mode-3=off'
+NO_TB_OFFSET = 'this kernel does not support KVM_REG_PPC_TB_OFFSET'
 
 
 def u64(value):
@@ -90,6 +96,58 @@ class KvmKernelPatchesTest(KvmTestBase):
         """POWER8 (assembly path): DEC_EXPIRY crosses with the offset."""
         self.dec_at_resume('powernv8', 'power8',
                            'DEC at resume (P8, patched kernel)')
+
+    def test_p8_kvm_pr_refused(self):
+        """KVM-PR has no TB offset: migration refused, the source runs on.
+
+        A KVM-PR guest reads the host TB. Moved to another host its TB
+        would jump to that host's origin, so the destination refuses the
+        stream with a clear error and the source (told through the return
+        path) keeps running. A pause and resume on the source applies
+        nothing: one warning, no error per vCPU.
+        """
+        h = self.host('A', machine='powernv8', cpu='power8')
+        src = h.start_inner('a', FORK, machine_opts=KVM_PR_OPTS,
+                            probe_opts=PROBE)
+        src.reader.wait_for('sum', count=10, timeout=300)
+        src.cmd('stop')
+        time.sleep(1)
+        src.cmd('cont')
+        n = len(src.reader.of_kind('sum'))
+        src.reader.wait_for('sum', count=n + 5, timeout=120)
+
+        dst = h.start_inner('b', FORK, machine_opts=KVM_PR_OPTS,
+                            probe_opts=PROBE, incoming=True)
+        dst.cmd('migrate-incoming', uri='tcp:0.0.0.0:4444')
+        src.cmd('migrate-set-capabilities', capabilities=[
+            {'capability': 'return-path', 'state': True},
+            {'capability': 'events', 'state': True}])
+        src.clear_events()
+        src.cmd('migrate', uri='tcp:127.0.0.1:4444')
+        src.event_wait('MIGRATION', 300, {'status': 'failed'})
+        dst_err = dst.stderr()
+        src_err = src.stderr()
+        status = src.cmd('query-status')
+        n = len(src.reader.of_kind('sum'))
+        src.reader.wait_for('sum', count=n + 10, timeout=120)
+        info = src.cmd('query-timebase')
+        record('KVM-PR: no TB offset', machine='powernv8', qemu='fork',
+               error=next((line for line in dst_err.splitlines()
+                           if NO_TB_OFFSET in line), None))
+        # The destination says why, and gave up.
+        self.assertIn(f'timebase: {NO_TB_OFFSET}', dst_err)
+        self.assertIn('load of migration failed', dst_err)
+        rc, _ = h.sh('kill -0 $(cat /tmp/b.pid)', check=False)
+        self.assertNotEqual(rc, 0, 'the destination QEMU is still there')
+        # The source runs on, its TB monotonic throughout.
+        self.assertEqual(status['status'], 'running')
+        self.assertEqual(info['accelerator'], 'kvm')
+        self.assertEqual(src.reader.of_kind('back'), [])
+        self.assertEqual(src.reader.of_kind('sum')[-1].fields['back'], 0)
+        # Its resumes applied nothing, said so once, and failed no vCPU.
+        self.assertEqual(src_err.count(NO_TB_OFFSET), 1, src_err)
+        self.assertNotIn('setting KVM_REG_PPC_TB_OFFSET', src_err)
+        self.assertNotIn('last-adjustment', info)
 
     def test_p8_one_host(self):
         """Scenario 1 on POWER8 (assembly entry path), patched kernel."""
