@@ -68,6 +68,8 @@ if [ -f "$out/VERSIONS" ] && [ "$(cat "$out/VERSIONS")" = "$manifest" ] &&
     exit 0
 fi
 
+# Not up to date any more until everything below is rebuilt.
+rm -f "$out/VERSIONS"
 step "extracting kernel and modules from $(basename "$kdeb")"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT

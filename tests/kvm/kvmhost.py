@@ -157,13 +157,16 @@ class KvmHost:
                               base_temp_dir=self.sockdir,
                               log_dir=self.workdir)
         self.vm.set_console()
+        # powernv: a root port per PHB; pseries (an L1 running nested
+        # KVM-HV under TCG): the one PHB.
+        bus = 'pci.0' if machine.startswith('pseries') else 'pcie.0'
         append = 'console=hvc0 quiet'
         if not kvmhv:
             append += ' tbfork.kvmhv=0'
         self.vm.add_args('-M', machine, '-cpu', cpu, '-m', mem, '-smp', '1',
                          '-L', '/usr/share/qemu', '-kernel', kernel,
                          '-initrd', initrd, '-append', append,
-                         '-device', 'virtio-serial-pci,id=vs,bus=pcie.0')
+                         '-device', f'virtio-serial-pci,id=vs,bus={bus}')
         self.ports = ['ctl', 'clk'] + [f'{k}.{s}' for s in SLOTS
                                 for k in ('qmp', 'con')]
         for i, port in enumerate(self.ports):
