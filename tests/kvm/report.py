@@ -55,6 +55,10 @@ def main(path):
                   f"{r['deadline_into_stop_ms']} ms into the stop ended "
                   f"{r['woke_after_resume_ms']} ms after the first TB read "
                   f"after resume")
+        if 'l2_offset' in r:
+            print(f"\n{r['scenario']}: a stop found the vCPU in the L2 "
+                  f"(offset {r['l2_offset']} ticks) after {r['attempts']} "
+                  f"attempt(s); L2 TB error across it {r['error_ms']} ms")
         if 'lost_pages' in r:
             print(f"\n{r['scenario']}: {r['lost_pages']} pages lost their "
                   f"last write, guest "

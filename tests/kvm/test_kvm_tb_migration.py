@@ -9,10 +9,19 @@
 # Copyright (c) 2026 qemu-tb-fork developers
 # SPDX-License-Identifier: GPL-2.0-or-later
 
+import re
+import time
 import unittest
 
 from kvmhost import HostError
-from kvmtest import FORK, OUTER, STOCK, STOCK_OUTER, KvmTestBase, record
+from kvmtest import (FORK, FREQ, MEASURE_S, OUTER, STOCK, STOCK_OUTER,
+                     STOP_S, KvmTestBase, record)
+from tbfork import event_time, guest_lag
+
+# An L1 pseries guest under the fork's TCG with nested HV: it runs
+# Debian's kvm-hv (nested API v1, H_ENTER_NESTED) as an L2 guest's host.
+NESTED_L1 = ('pseries,x-vof=on,cap-nested-hv=on,cap-cfpc=broken,'
+             'cap-sbbc=broken,cap-ibs=broken,cap-ccf-assist=off')
 
 
 class KvmTBMigrationTest(KvmTestBase):
@@ -61,6 +70,77 @@ class KvmTBMigrationTest(KvmTestBase):
     def test_dirty_pages_stock_outer(self):
         """Stock 10.0.2 as the outer emulator loses writes."""
         self.dirty_migration(STOCK_OUTER)
+
+    def test_nested_hv_l1_tb(self):
+        """Nested HV under TCG: the TB saved is the L1's, not the L2's.
+
+        The host here is an L1 pseries guest of the fork's TCG, running
+        kvm-hv; its L2 (the probe) has its own TB offset. While the L2
+        runs, the vCPU's env holds the L2's offset (`info registers`
+        shows the L2's TB). The outer QEMU is stopped for a migration
+        (pause-before-switchover, STOP_S) until the stop finds the vCPU
+        in the L2; then the migration is cancelled and the source
+        resumes, compensated. The TB sampled at that stop is what the
+        stream carries: had it been the L2's (2 s behind the L1's), a
+        destination would hold the L1's TB still for 2 s more.
+
+        A completed migration with an L2 loaded is not tested: upstream
+        does not migrate the nested state (the L1's registers saved at
+        H_ENTER_NESTED), so the L1 cannot take the L2's next exit.
+        """
+        h = self.host('N', machine=NESTED_L1, cpu='power9')
+        l2 = self.start_guest(h, FORK)
+        l2_offset = l2.cmd('query-timebase')['vcpus'][0]['tb-offset']
+        self.assertLess(l2_offset, 0)
+        outer = h.vm
+        outer.qmp('migrate-set-capabilities', capabilities=[
+            {'capability': 'pause-before-switchover', 'state': True},
+            {'capability': 'events', 'state': True}])
+        for attempt in range(1, 21):
+            before = l2.reader.of_kind('sum')
+            outer.get_qmp_events(wait=False)
+            outer.qmp('migrate', uri='exec:cat > /dev/null')
+            outer.event_wait('MIGRATION', 300,
+                             {'data': {'status': 'pre-switchover'}})
+            stop = outer.event_wait('STOP', 10)
+            l1 = outer.qmp('query-timebase')['return']['vcpus'][0]
+            regs = outer.qmp('human-monitor-command',
+                             **{'command-line': 'info registers'})['return']
+            raw_tb = int(re.search(r'^TB \d+ (\d+) ', regs, re.M).group(1))
+            time.sleep(STOP_S)
+            outer.qmp('migrate_cancel')
+            resume = outer.event_wait('RESUME', 60)
+            # The L1 never migrated: its TB is the virtual clock's
+            # (host-tb); the vCPU's env adds the L2's offset in the L2.
+            if raw_tb - l1['host-tb'] == l2_offset:
+                break
+        last = outer.qmp('query-timebase')['return']['last-adjustment']
+        settled = event_time(resume) + 0.3
+        post = l2.reader.wait_for('sum', count=30, timeout=120,
+                                  pred=lambda p: p.host_time > settled)
+        # (start_guest's last 25 lines follow its pause: 20 of them.)
+        error_s = guest_lag(before[-20:], FREQ) - guest_lag(post, FREQ)
+        stop_to_start = event_time(resume) - event_time(stop)
+        record('nested HV: L1 under TCG, L2 under its KVM', qemu='fork',
+               machine='pseries (TCG, nested)', attempts=attempt,
+               l2_offset=l2_offset, error_ms=round(error_s * 1e3, 3),
+               stop_to_start_ms=round(stop_to_start * 1e3, 1),
+               backwards=len(l2.reader.of_kind('back')))
+        self.assertEqual(raw_tb - l1['host-tb'], l2_offset,
+                         f'no stop found the vCPU in the L2 in {attempt} '
+                         'attempts')
+        # query-timebase reported the L1's TB, and that was saved.
+        self.assertEqual(l1['tb-offset'], 0,
+                         "the L2's offset reported as the L1's")
+        self.assertEqual(l1['guest-tb'], l1['host-tb'])
+        self.assertEqual(last['trigger'], 'resume')
+        self.assertEqual(last['saved-tb'], l1['host-tb'])
+        self.assertEqual(last['reason'], 'applied')
+        # The L1's TB, and the L2's with it, followed real time.
+        self.assertEqual(l2.reader.of_kind('back'), [])
+        self.assertLess(abs(error_s), MEASURE_S,
+                        f'L2 TB error {error_s * 1e3:.3f} ms across a '
+                        f'{stop_to_start:.3f} s stop')
 
     def test_no_kvm_hv(self):
         """A host without kvm-hv: the inner QEMU says so and stops."""
