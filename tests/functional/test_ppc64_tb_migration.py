@@ -14,8 +14,9 @@ import os
 import time
 
 from qemu_test import QemuSystemTest
-from tbfork import (TBMigrationRig, MigrationFailed, StreamCorrupter,
-                    guest_lag, sleeps_across_stop, wait_resume_or_failure)
+from tbfork import (TBMigrationRig, MigrationFailed, ProbeReader,
+                    StreamCorrupter, guest_lag, sleeps_across_stop,
+                    wait_resume_or_failure)
 
 # Stock QEMU to check compatibility with: Debian's qemu-system-ppc
 # (bookworm-backports), installed by scripts/setup-host.sh.
@@ -487,6 +488,62 @@ class TBMigrationTest(QemuSystemTest):
         n = len(reader.of_kind('sum'))
         reader.wait_for('sum', count=n + 5, timeout=30)
         self.assertEqual(reader.of_kind('back'), [])
+
+    def test_record_replay(self):
+        """Record/replay: no realtime stamp, no compensation, replayable.
+
+        Under record/replay the fork, like upstream, writes no realtime
+        (time_of_the_day_ns == 0 means "no value"), so even under the
+        wallclock policy a pause is not compensated; the guest sees only
+        the recorded virtual time, and the replay shows it exactly the
+        same TB values as the recording.
+        """
+        disk = os.path.join(self.workdir, 'rr.qcow2')
+        rrfile = os.path.join(self.workdir, 'rr.bin')
+        qemu_img = os.environ.get('QEMU_TEST_QEMU_IMG', 'qemu-img')
+        self.assertEqual(os.system(f'{qemu_img} create -q -f qcow2 '
+                                   f'{disk} 16M'), 0)
+
+        def rr_rig(mode):
+            rig = self.rig(machine_opts='tb-policy=wallclock',
+                           probe_opts='i=100')
+            rig.extra_args = ['-icount', f'shift=auto,rr={mode},'
+                              f'rrfile={rrfile},rrsnapshot=init',
+                              '-drive', f'if=none,id=rr,format=qcow2,'
+                              f'file={disk}']
+            return rig
+
+        rec, rec_reader = rr_rig('record').start_source()
+        rec.cmd('stop')
+        time.sleep(1.0)
+        rec.cmd('cont')
+        n = len(rec_reader.of_kind('sum'))
+        rec_reader.wait_for('sum', count=n + 10, timeout=60)
+        last = rec.cmd('query-timebase')['last-adjustment']
+        rec.shutdown()
+        self.assertEqual(last['trigger'], 'resume')
+        self.assertEqual(last['reason'], 'no-realtime')
+        self.assertEqual(last['saved-realtime-ns'], 0)
+        self.assertEqual(last['delta-ticks'], 0)
+        self.assertEqual(last['target-tb'], last['saved-tb'])
+        recorded = [p.fields['tb'] for p in rec_reader.of_kind('sum')]
+        # The guest did not see the 1 s pause: its TB followed the
+        # (recorded, frozen while paused) virtual clock.
+        freq = rec_reader.of_kind('start')[0].fields['freq']
+        maxgap = max(p.fields['maxgap'] for p in rec_reader.of_kind('sum'))
+        self.assertLess(maxgap / freq, 0.5)
+
+        rig = rr_rig('replay')
+        rep = rig.new_vm('replay', self.qemu_bin, rig.src_machine_opts)
+        rep.launch()
+        rep_reader = ProbeReader(rep.console_socket, os.path.join(
+            self.outputdir, 'console-replay.log'))
+        # The replay ends (QEMU exits) where the recording ended.
+        rep_reader.wait_for('sum', count=len(recorded) - 2, timeout=120)
+        replayed = [p.fields['tb'] for p in rep_reader.of_kind('sum')]
+        self.assertEqual(replayed[:len(recorded) - 2],
+                         recorded[:len(recorded) - 2])
+        self.assertEqual(rec_reader.of_kind('back'), [])
 
 
 if __name__ == '__main__':
