@@ -138,14 +138,12 @@ static bool tb_sync_sample(PPCTBSync *s, PPCTBSyncSample *out)
         out->tb = pair.tb + tb_sync_l1_offset(cpu);
         out->realtime_ns = pair.realtime_ns;
         out->err_ticks = pair.err_ticks;
-        out->floor_tb = out->tb;
     } else {
         /* TCG: the TB follows the virtual clock, frozen while stopped. */
         int64_t vclock = qemu_clock_get_ns(QEMU_CLOCK_VIRTUAL);
         int64_t mono = get_clock();
 
         out->tb = tb_sync_tcg_guest_tb(cpu, vclock);
-        out->floor_tb = out->tb;
         out->realtime_ns = tb_sync_realtime_ns(s);
         out->err_ticks = 0;
         if (s->vclock_minus_mono_valid && !runstate_is_running() &&
@@ -162,6 +160,7 @@ static bool tb_sync_sample(PPCTBSync *s, PPCTBSyncSample *out)
             }
         }
     }
+    out->floor_tb = out->tb;
     return true;
 }
 
@@ -366,24 +365,24 @@ static void tb_sync_resume(SpaprMachineState *spapr)
     s->incoming_subsection = false;
     s->stop_valid = false;
 
-    if (kvm_enabled() && tb_sync_kvm_check(NULL)) {
-        /*
-         * A KVM without the register (KVM-PR): the guest reads the host
-         * TB, which ran on through the stop. Nothing can be applied;
-         * incoming streams were refused in post_load already.
-         */
-        warn_report_once("timebase: this kernel does not support "
-                         "KVM_REG_PPC_TB_OFFSET: the guest timebase follows "
-                         "the host's through every stop, whatever the "
-                         "policy");
-        trace_ppc_tb_sync_kvm_unsupported(TimebaseAdjustTrigger_str(
-                                              rec.trigger));
-        return;
-    }
     if (kvm_enabled()) {
-        /* The target's realtime and the host TB it is applied to: a pair. */
         TBCalcPair now;
 
+        if (tb_sync_kvm_check(NULL)) {
+            /*
+             * A KVM without the register (KVM-PR): the guest reads the
+             * host TB, which ran on through the stop. Nothing can be
+             * applied; incoming streams were refused in post_load already.
+             */
+            warn_report_once("timebase: this kernel does not support "
+                             "KVM_REG_PPC_TB_OFFSET: the guest timebase "
+                             "follows the host's through every stop, "
+                             "whatever the policy");
+            trace_ppc_tb_sync_kvm_unsupported(TimebaseAdjustTrigger_str(
+                                                  rec.trigger));
+            return;
+        }
+        /* The target's realtime and the host TB it is applied to: a pair. */
         if (tb_sync_host_pair(s, &now)) {
             in.now_realtime_ns = now.realtime_ns;
             rec.kvm_host_tb = now.tb;

@@ -61,6 +61,14 @@ class TBMigrationTest(QemuSystemTest):
         self.addCleanup(rig.cleanup)
         return rig
 
+    def new_qcow2(self, name):
+        """An empty qcow2 image in the work directory, for snapshots."""
+        path = os.path.join(self.workdir, name)
+        qemu_img = os.environ.get('QEMU_TEST_QEMU_IMG', 'qemu-img')
+        self.assertEqual(os.system(f'{qemu_img} create -q -f qcow2 '
+                                   f'{path} 16M'), 0)
+        return path
+
     def assert_compensated(self, res):
         self.log.info('migration: %s', res)
         self.assertEqual(res.backwards, 0, 'the guest TB went backwards')
@@ -461,10 +469,7 @@ class TBMigrationTest(QemuSystemTest):
 
     def test_savevm_loadvm(self):
         """savevm/loadvm: the TB is the snapshot's (user pause: frozen)."""
-        disk = os.path.join(self.workdir, 'disk.qcow2')
-        qemu_img = os.environ.get('QEMU_TEST_QEMU_IMG', 'qemu-img')
-        self.assertEqual(os.system(f'{qemu_img} create -q -f qcow2 '
-                                   f'{disk} 16M'), 0)
+        disk = self.new_qcow2('disk.qcow2')
         rig = self.rig()
         rig.extra_args = ['-drive', f'if=none,id=d0,format=qcow2,'
                           f'file={disk}']
@@ -498,11 +503,8 @@ class TBMigrationTest(QemuSystemTest):
         the recorded virtual time, and the replay shows it exactly the
         same TB values as the recording.
         """
-        disk = os.path.join(self.workdir, 'rr.qcow2')
+        disk = self.new_qcow2('rr.qcow2')
         rrfile = os.path.join(self.workdir, 'rr.bin')
-        qemu_img = os.environ.get('QEMU_TEST_QEMU_IMG', 'qemu-img')
-        self.assertEqual(os.system(f'{qemu_img} create -q -f qcow2 '
-                                   f'{disk} 16M'), 0)
 
         def rr_rig(mode):
             rig = self.rig(machine_opts='tb-policy=wallclock',

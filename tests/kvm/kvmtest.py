@@ -86,16 +86,19 @@ class KvmTestBase(unittest.TestCase):
         h.launch()
         return h
 
-    def start_guest(self, host, binary, slot='a', probe=PROBE):
+    def start_guest(self, host, binary, slot='a', probe=PROBE,
+                    machine_opts='', boot_timeout=120):
         """A KVM guest running the probe, given a non-zero TB offset.
 
         The kernel writes TBU40 on guest entry and exit only when the
         offset is non-zero: a 2 s user pause (not compensated under the
         fork's default policy, frozen by stock QEMU) puts the guest TB
-        behind the host's for good.
+        behind the host's for good (KVM-HV; under KVM-PR the pause
+        applies nothing).
         """
-        vm = host.start_inner(slot, binary, probe_opts=probe)
-        vm.reader.wait_for('sum', count=10, timeout=120)
+        vm = host.start_inner(slot, binary, machine_opts=machine_opts,
+                              probe_opts=probe)
+        vm.reader.wait_for('sum', count=10, timeout=boot_timeout)
         vm.cmd('stop')
         time.sleep(2)
         vm.cmd('cont')

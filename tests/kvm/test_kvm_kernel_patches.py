@@ -13,7 +13,6 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
 
 import re
-import time
 import unittest
 
 from kvmtest import FORK, PROBE, KvmTestBase, record
@@ -107,14 +106,8 @@ class KvmKernelPatchesTest(KvmTestBase):
         nothing: one warning, no error per vCPU.
         """
         h = self.host('A', machine='powernv8', cpu='power8')
-        src = h.start_inner('a', FORK, machine_opts=KVM_PR_OPTS,
-                            probe_opts=PROBE)
-        src.reader.wait_for('sum', count=10, timeout=300)
-        src.cmd('stop')
-        time.sleep(1)
-        src.cmd('cont')
-        n = len(src.reader.of_kind('sum'))
-        src.reader.wait_for('sum', count=n + 5, timeout=120)
+        src = self.start_guest(h, FORK, machine_opts=KVM_PR_OPTS,
+                               boot_timeout=300)
 
         dst = h.start_inner('b', FORK, machine_opts=KVM_PR_OPTS,
                             probe_opts=PROBE, incoming=True)
