@@ -32,6 +32,7 @@
 #include "monitor/monitor.h"
 #include "monitor/hmp-target.h"
 #include "monitor/hmp.h"
+#include "migration/misc.h"
 #include "migration/vmstate.h"
 #include "system/runstate.h"
 #include "system/kvm.h"
@@ -229,47 +230,14 @@ static int tb_sync_kvm_check(Error **errp)
     return 0;
 }
 
-static void tb_sync_apply_kvm(PPCTBSyncRecord *rec)
+static int tb_sync_kvm_set_offset(PowerPCCPU *cpu, int64_t offset)
 {
-    int64_t residue, readback = 0;
-    uint64_t offset;
-    CPUState *cs;
-    int ret;
+    return kvm_set_one_reg(CPU(cpu), KVM_REG_PPC_TB_OFFSET, &offset);
+}
 
-    /*
-     * The target is for resume_realtime_ns and kvm_host_tb was read with
-     * it; the floor is the TB the guest last saw, not the later pre_save
-     * sample, so the nearest 2^24 multiple is rarely ruled out.
-     */
-    offset = tbcalc_kvm_offset(rec->result.target_tb, rec->floor_tb,
-                               rec->kvm_host_tb, TBCALC_KVM_GRANULE_SHIFT,
-                               &residue);
-    rec->kvm = true;
-    rec->kvm_requested_offset = offset;
-    CPU_FOREACH(cs) {
-        PowerPCCPU *cpu = POWERPC_CPU(cs);
-        int64_t want = offset;
-
-        ret = kvm_set_one_reg(cs, KVM_REG_PPC_TB_OFFSET, &want);
-        if (!ret) {
-            ret = kvm_get_one_reg(cs, KVM_REG_PPC_TB_OFFSET, &readback);
-        }
-        trace_ppc_tb_sync_kvm_set(cs->cpu_index, offset, readback, ret);
-        if (ret) {
-            error_report("timebase: setting KVM_REG_PPC_TB_OFFSET on vCPU %d "
-                         "failed: %s; the guest timebase is wrong",
-                         cs->cpu_index, strerror(-ret));
-            continue;
-        }
-        if ((uint64_t)readback != offset) {
-            warn_report("timebase: KVM applied TB offset 0x%" PRIx64
-                        " instead of 0x%" PRIx64 " on vCPU %d",
-                        (uint64_t)readback, offset, cs->cpu_index);
-        }
-        cpu->env.tb_env->tb_offset = readback;
-    }
-    rec->kvm_applied_offset = readback;
-    rec->kvm_residue_ticks = residue + (int64_t)((uint64_t)readback - offset);
+static int tb_sync_kvm_get_offset(PowerPCCPU *cpu, int64_t *offset)
+{
+    return kvm_get_one_reg(CPU(cpu), KVM_REG_PPC_TB_OFFSET, offset);
 }
 #else
 static int tb_sync_kvm_check(Error **errp)
@@ -277,7 +245,12 @@ static int tb_sync_kvm_check(Error **errp)
     return 0;
 }
 
-static void tb_sync_apply_kvm(PPCTBSyncRecord *rec)
+static int tb_sync_kvm_set_offset(PowerPCCPU *cpu, int64_t offset)
+{
+    g_assert_not_reached();
+}
+
+static int tb_sync_kvm_get_offset(PowerPCCPU *cpu, int64_t *offset)
 {
     g_assert_not_reached();
 }
@@ -312,6 +285,95 @@ static TimebaseAdjustment *tb_sync_record_to_qapi(const PPCTBSyncRecord *rec)
     return a;
 }
 
+/*
+ * The pair the next start (or an outgoing migration) carries on from:
+ * sampled at the stop, or loaded. A stock QEMU source sends no
+ * subsection; its guest_timebase/time_of_the_day_ns are used then (under
+ * TCG its guest_timebase is meaningless: the TB is wherever the migrated
+ * virtual clock put it).
+ */
+static void tb_sync_held_pair(SpaprMachineState *spapr, PPCTBSyncSample *pair)
+{
+    PPCTBSync *s = tb_sync_of(spapr);
+
+    if (s->state != PPC_TB_SYNC_LOADED || s->loaded_subsection) {
+        *pair = s->held;
+        return;
+    }
+    *pair = (PPCTBSyncSample) {
+        .tb = kvm_enabled() ? spapr->tb.guest_timebase :
+            tb_sync_tcg_guest_tb(tb_sync_first_cpu(),
+                                 qemu_clock_get_ns(QEMU_CLOCK_VIRTUAL)),
+        .realtime_ns = spapr->tb.time_of_the_day_ns,
+    };
+    pair->floor_tb = pair->tb;
+}
+
+/* Program the same offset on every vCPU, or none. */
+static bool tb_sync_apply_kvm(PPCTBSync *s, PPCTBSyncRecord *rec,
+                              Error **errp)
+{
+    int64_t residue, readback = 0;
+    uint64_t offset;
+    CPUState *cs, *undo;
+    int ret = 0;
+
+    /*
+     * The target is for resume_realtime_ns and kvm_host_tb was read with
+     * it; the floor is the TB the guest last saw, not the later pre_save
+     * sample, so the nearest 2^24 multiple is rarely ruled out.
+     */
+    offset = tbcalc_kvm_offset(rec->result.target_tb, rec->floor_tb,
+                               rec->kvm_host_tb, TBCALC_KVM_GRANULE_SHIFT,
+                               &residue);
+    rec->kvm = true;
+    rec->kvm_requested_offset = offset;
+    CPU_FOREACH(cs) {
+        int64_t want = offset, got = 0;
+
+        ret = cs->cpu_index == s->x_kvm_fail_vcpu ? -EINVAL :
+              tb_sync_kvm_set_offset(POWERPC_CPU(cs), want);
+        if (!ret) {
+            ret = tb_sync_kvm_get_offset(POWERPC_CPU(cs), &got);
+        }
+        trace_ppc_tb_sync_kvm_set(cs->cpu_index, offset, got, ret);
+        if (!ret && cs != first_cpu && got != readback) {
+            ret = -EIO;     /* vCPUs would disagree */
+        }
+        if (ret) {
+            error_setg(errp, "timebase: setting KVM_REG_PPC_TB_OFFSET to "
+                       "0x%" PRIx64 " on vCPU %d failed: %s", offset,
+                       cs->cpu_index, ret == -EIO ?
+                       "the kernel applied another value than on vCPU 0" :
+                       strerror(-ret));
+            break;
+        }
+        readback = got;
+    }
+    if (ret) {
+        /* Back to the offset they all had: one TB for every vCPU. */
+        CPU_FOREACH(undo) {
+            PowerPCCPU *cpu = POWERPC_CPU(undo);
+
+            tb_sync_kvm_set_offset(cpu, cpu->env.tb_env->tb_offset);
+            if (undo == cs) {
+                break;
+            }
+        }
+        return false;
+    }
+    if ((uint64_t)readback != offset) {
+        warn_report("timebase: KVM applied TB offset 0x%" PRIx64
+                    " instead of 0x%" PRIx64, (uint64_t)readback, offset);
+    }
+    CPU_FOREACH(cs) {
+        POWERPC_CPU(cs)->env.tb_env->tb_offset = readback;
+    }
+    rec->kvm_applied_offset = readback;
+    rec->kvm_residue_ticks = residue + (int64_t)((uint64_t)readback - offset);
+    return true;
+}
+
 static void tb_sync_resume(SpaprMachineState *spapr)
 {
     PPCTBSync *s = tb_sync_of(spapr);
@@ -322,48 +384,32 @@ static void tb_sync_resume(SpaprMachineState *spapr)
         .cap_ns = s->max_delta_ms * SCALE_MS,
         .policy = s->policy,
     };
+    PPCTBSyncSample held;
     TimebaseAdjustment *event;
+    Error *err = NULL;
 
-    if (s->incoming) {
-        rec.trigger = s->incoming_loadvm ? TIMEBASE_ADJUST_TRIGGER_LOADVM :
-                                           TIMEBASE_ADJUST_TRIGGER_MIGRATION;
-        rec.from_subsection = s->incoming_subsection;
-        if (s->incoming_subsection) {
-            in.saved_tb = s->wire.guest_tb;
-            rec.floor_tb = s->wire.floor_tb;
-            in.saved_realtime_ns = s->wire.realtime_ns;
-            in.user_paused = s->wire.flags & PPC_TB_SYNC_F_USER_PAUSED;
-            rec.pairing_err_ns = tbcalc_ticks_to_ns(s->wire.pairing_err_ticks,
-                                                    freq);
-        } else {
-            /*
-             * A stock QEMU source: upstream's fields. Under TCG its
-             * guest_timebase is meaningless; the TB is wherever the
-             * migrated virtual clock put it.
-             */
-            PowerPCCPU *cpu = tb_sync_first_cpu();
-
-            in.saved_tb = kvm_enabled() ? spapr->tb.guest_timebase :
-                tb_sync_tcg_guest_tb(cpu,
-                                     qemu_clock_get_ns(QEMU_CLOCK_VIRTUAL));
-            in.saved_realtime_ns = spapr->tb.time_of_the_day_ns;
-            rec.floor_tb = in.saved_tb;
-        }
-        /* A snapshot is a pause by definition. */
-        in.user_paused |= s->incoming_loadvm;
-    } else if (s->stop_valid) {
-        rec.trigger = TIMEBASE_ADJUST_TRIGGER_RESUME;
-        in.saved_tb = s->stop.tb;
-        rec.floor_tb = s->stop.floor_tb;
-        in.saved_realtime_ns = s->stop.realtime_ns;
-        in.user_paused = s->stop.user_paused;
-        rec.pairing_err_ns = tbcalc_ticks_to_ns(s->stop.err_ticks, freq);
-    } else {
+    switch (s->state) {
+    case PPC_TB_SYNC_IDLE:
         return;     /* first start: nothing to carry over */
+    case PPC_TB_SYNC_STOPPED:
+        rec.trigger = TIMEBASE_ADJUST_TRIGGER_RESUME;
+        break;
+    case PPC_TB_SYNC_LOADED:
+        rec.trigger = s->loaded_by_migration ?
+            TIMEBASE_ADJUST_TRIGGER_MIGRATION : TIMEBASE_ADJUST_TRIGGER_LOADVM;
+        rec.from_subsection = s->loaded_subsection;
+        break;
     }
-    s->incoming = false;
-    s->incoming_subsection = false;
-    s->stop_valid = false;
+    tb_sync_held_pair(spapr, &held);
+    in.saved_tb = held.tb;
+    in.saved_realtime_ns = held.realtime_ns;
+    /* A snapshot is a pause by definition. */
+    in.user_paused = held.user_paused ||
+        rec.trigger == TIMEBASE_ADJUST_TRIGGER_LOADVM;
+    rec.floor_tb = held.floor_tb;
+    rec.pairing_err_ns = tbcalc_ticks_to_ns(held.err_ticks, freq);
+    s->state = PPC_TB_SYNC_IDLE;
+    s->loaded_subsection = false;
 
     if (kvm_enabled()) {
         TBCalcPair now;
@@ -372,7 +418,7 @@ static void tb_sync_resume(SpaprMachineState *spapr)
             /*
              * A KVM without the register (KVM-PR): the guest reads the
              * host TB, which ran on through the stop. Nothing can be
-             * applied; incoming streams were refused in post_load already.
+             * applied; incoming migrations were refused in post_load.
              */
             warn_report_once("timebase: this kernel does not support "
                              "KVM_REG_PPC_TB_OFFSET: the guest timebase "
@@ -407,13 +453,29 @@ static void tb_sync_resume(SpaprMachineState *spapr)
                              tbcalc_reason_name(rec.result.reason));
     if (rec.result.reason == TBCALC_REASON_CLOCK_BACKWARDS ||
         rec.result.reason == TBCALC_REASON_CAPPED) {
+        /* Worth the operator's eye: it lands in libvirt's domain log. */
+        warn_report("timebase: %s: the host clock says %" PRId64
+                    " ms passed since the VM stopped; the guest timebase "
+                    "advanced %" PRIu64 " ms",
+                    rec.result.reason == TBCALC_REASON_CAPPED ?
+                    "advance capped at tb-max-delta-ms" :
+                    "host clock behind the source's, advance clamped to 0",
+                    rec.result.measured_ns / (int64_t)SCALE_MS,
+                    rec.result.applied_ns / SCALE_MS);
         trace_ppc_tb_sync_clamp(tbcalc_reason_name(rec.result.reason),
                                 rec.result.measured_ns,
                                 rec.result.applied_ns);
     }
 
     if (kvm_enabled()) {
-        tb_sync_apply_kvm(&rec);
+        if (!tb_sync_apply_kvm(s, &rec, &err)) {
+            /* vCPUs with different TBs hang a Linux guest: do not run. */
+            error_append_hint(&err, "The VM is stopped; the guest timebase "
+                              "is unchanged.\n");
+            error_report_err(err);
+            qemu_system_vmstop_request_prepare();
+            qemu_system_vmstop_request(RUN_STATE_INTERNAL_ERROR);
+        }
     } else {
         tb_sync_apply_tcg(&rec);
     }
@@ -437,14 +499,59 @@ static void tb_sync_vm_state_change(void *opaque, bool running,
     }
     /* Upstream's stop-side bookkeeping for its own (compat) fields. */
     cpu_ppc_clock_vm_state_change(&spapr->tb, false, state);
-    s->stop_valid = tb_sync_sample(s, &s->stop);
-    s->stop.user_paused = tb_sync_is_user_pause(state);
-    if (s->stop_valid) {
-        /* A TB a stock destination can use too, under TCG as well. */
-        spapr->tb.guest_timebase = s->stop.tb;
-        trace_ppc_tb_sync_save("stop", s->stop.tb, s->stop.realtime_ns,
-                               s->stop.err_ticks, s->stop.user_paused);
+    if (!tb_sync_sample(s, &s->held)) {
+        s->state = PPC_TB_SYNC_IDLE;
+        return;
     }
+    /*
+     * A pause while a migration runs (libvirt's --timeout-suspend, a
+     * background snapshot) is part of the migration's downtime.
+     */
+    s->held.user_paused = tb_sync_is_user_pause(state) &&
+                          !migration_is_running();
+    s->state = PPC_TB_SYNC_STOPPED;
+    s->resample_at_save = kvm_enabled() && !s->held.user_paused;
+    /* A TB a stock destination can use too, under TCG as well. */
+    spapr->tb.guest_timebase = s->held.tb;
+    trace_ppc_tb_sync_save("stop", s->held.tb, s->held.realtime_ns,
+                           s->held.err_ticks, s->held.user_paused);
+}
+
+/*
+ * A VM paused before its migration starts (libvirt pauses it for a
+ * non-live migration and for `virsh save`): the pause ends there and the
+ * migration's downtime begins, with the TB where the pause froze it. If
+ * the migration fails the VM is still paused, and the pause goes on.
+ */
+static int tb_sync_migration_event(NotifierWithReturn *notifier,
+                                   MigrationEvent *e, Error **errp)
+{
+    PPCTBSync *s = container_of(notifier, PPCTBSync, migration_notifier);
+
+    switch (e->type) {
+    case MIG_EVENT_PRECOPY_SETUP:
+        if (s->state == PPC_TB_SYNC_STOPPED && s->held.user_paused &&
+            s->policy == TBCALC_POLICY_DOWNTIME) {
+            s->pause = s->held;
+            s->pause_in_migration = true;
+            s->held.realtime_ns = tb_sync_realtime_ns(s);
+            s->held.err_ticks = 0;      /* a frozen TB: the pair is exact */
+            s->held.user_paused = false;
+            trace_ppc_tb_sync_save("migration of a paused VM", s->held.tb,
+                                   s->held.realtime_ns, 0, false);
+        }
+        break;
+    case MIG_EVENT_PRECOPY_FAILED:
+        if (s->pause_in_migration && s->state == PPC_TB_SYNC_STOPPED) {
+            s->held = s->pause;
+        }
+        s->pause_in_migration = false;
+        break;
+    default:
+        s->pause_in_migration = false;
+        break;
+    }
+    return 0;
 }
 
 /* ---- The spapr/timebase-sync subsection ---- */
@@ -458,41 +565,57 @@ static int tb_sync_pre_save(void *opaque)
 {
     SpaprMachineState *spapr = opaque;
     PPCTBSync *s = tb_sync_of(spapr);
-    PowerPCCPU *cpu = tb_sync_first_cpu();
-    PPCTBSyncSample now;
+    PPCTBSyncSample pair, now;
 
-    /*
-     * Under KVM the TB keeps running in hardware while the VM is stopped,
-     * so re-sample just before the device state goes out, as upstream
-     * does: the pair stays consistent and is fresher. Under TCG the TB is
-     * frozen and the stop-time pair is the right one.
-     */
-    if (!s->stop_valid || (kvm_enabled() && !s->stop.user_paused)) {
-        bool paused = s->stop_valid && s->stop.user_paused;
-
-        if (!tb_sync_sample(s, &now)) {
+    switch (s->state) {
+    case PPC_TB_SYNC_LOADED:
+        /*
+         * Not started since it was loaded: send on what came in. The
+         * vCPUs have not run, so nothing here knows a better TB (under
+         * KVM they do not even have the guest's offset yet).
+         */
+        tb_sync_held_pair(spapr, &pair);
+        break;
+    case PPC_TB_SYNC_STOPPED:
+        /*
+         * Under KVM the TB keeps running in hardware while the VM is
+         * stopped, so re-sample just before the device state goes out, as
+         * upstream does: the pair stays consistent and is fresher. Under
+         * TCG the TB is frozen and the stop-time pair is the right one.
+         */
+        if (s->resample_at_save) {
+            if (!tb_sync_sample(s, &now)) {
+                error_report("spapr/timebase-sync: no timebase to save");
+                return -EINVAL;
+            }
+            now.floor_tb = s->held.floor_tb;    /* what the guest last saw */
+            s->held = now;
+            trace_ppc_tb_sync_save("pre_save", now.tb, now.realtime_ns,
+                                   now.err_ticks, false);
+        }
+        pair = s->held;
+        break;
+    case PPC_TB_SYNC_IDLE:
+    default:
+        /* Never started: the TB it would start from. */
+        if (!tb_sync_sample(s, &pair)) {
             error_report("spapr/timebase-sync: no timebase to save");
             return -EINVAL;
         }
-        now.user_paused = paused;
-        if (s->stop_valid) {
-            now.floor_tb = s->stop.floor_tb;    /* what the guest last saw */
-        }
-        s->stop = now;
-        s->stop_valid = true;
-        trace_ppc_tb_sync_save("pre_save", now.tb, now.realtime_ns,
-                               now.err_ticks, now.user_paused);
+        pair.user_paused = false;
+        break;
     }
     s->wire = (PPCTBSyncWire) {
         .version = PPC_TB_SYNC_FORMAT_VERSION,
-        .flags = (s->stop.user_paused ? PPC_TB_SYNC_F_USER_PAUSED : 0) |
+        .flags = (pair.user_paused ? PPC_TB_SYNC_F_USER_PAUSED : 0) |
                  (kvm_enabled() ? PPC_TB_SYNC_F_KVM : 0),
-        .guest_tb = s->stop.tb,
-        .realtime_ns = s->stop.realtime_ns,
-        .pairing_err_ticks = s->stop.err_ticks,
+        .guest_tb = pair.tb,
+        .realtime_ns = pair.realtime_ns,
+        .pairing_err_ticks = pair.err_ticks,
         .tb_freq = tb_sync_freq(),
-        .tb_offset = cpu ? tb_sync_l1_offset(cpu) : 0,
-        .floor_tb = s->stop.floor_tb,
+        .tb_offset = first_cpu ?
+            tb_sync_l1_offset(POWERPC_CPU(first_cpu)) : 0,
+        .floor_tb = pair.floor_tb,
     };
     return 0;
 }
@@ -523,8 +646,15 @@ static int tb_sync_post_load(void *opaque, int version_id)
                      PRIu64 " Hz", s->wire.tb_freq, freq);
         return -EINVAL;
     }
-    /* Consumed (and cleared) when the VM starts. */
-    s->incoming_subsection = true;
+    /* The pair the VM starts from; consumed when it starts. */
+    s->held = (PPCTBSyncSample) {
+        .tb = s->wire.guest_tb,
+        .realtime_ns = s->wire.realtime_ns,
+        .err_ticks = s->wire.pairing_err_ticks,
+        .user_paused = s->wire.flags & PPC_TB_SYNC_F_USER_PAUSED,
+        .floor_tb = s->wire.floor_tb,
+    };
+    s->loaded_subsection = true;
     return 0;
 }
 
@@ -548,18 +678,37 @@ const VMStateDescription vmstate_spapr_tb_sync = {
     },
 };
 
+/* A load begins: whatever a previous load or stop left is replaced. */
+void spapr_tb_sync_pre_load(SpaprMachineState *spapr)
+{
+    PPCTBSync *s = tb_sync_of(spapr);
+
+    s->state = PPC_TB_SYNC_IDLE;
+    s->loaded_subsection = false;
+    s->pause_in_migration = false;
+}
+
 int spapr_tb_sync_post_load(SpaprMachineState *spapr)
 {
     PPCTBSync *s = tb_sync_of(spapr);
     Error *err = NULL;
 
-    if (kvm_enabled() && tb_sync_kvm_check(&err)) {
-        /* Refuse: without the register the TB origin would break. */
+    /* loadvm, snapshot-load and -loadvm do not run in the inmigrate state */
+    s->loaded_by_migration = runstate_check(RUN_STATE_INMIGRATE);
+    if (kvm_enabled() && s->loaded_by_migration && tb_sync_kvm_check(&err)) {
+        /*
+         * Refuse: the guest would read this host's TB, from another
+         * origin. A snapshot on the same host is allowed, as by stock.
+         */
         error_report_err(err);
         return -EINVAL;
     }
-    s->incoming = true;
-    s->incoming_loadvm = runstate_check(RUN_STATE_RESTORE_VM);
+    s->state = PPC_TB_SYNC_LOADED;
+    /*
+     * Upstream's fields came in with the state and stay final until the
+     * VM stops again: a save before it starts sends them on unchanged.
+     */
+    spapr->tb.runstate_paused = true;
     return 0;
 }
 
@@ -608,6 +757,20 @@ static void tb_sync_set_skew(Object *obj, Visitor *v, const char *name,
         return;
     }
     tb_sync_of(SPAPR_MACHINE(obj))->x_realtime_skew_ms = value;
+}
+
+static void tb_sync_get_fail_vcpu(Object *obj, Visitor *v, const char *name,
+                                  void *opaque, Error **errp)
+{
+    visit_type_int64(v, name,
+                     &tb_sync_of(SPAPR_MACHINE(obj))->x_kvm_fail_vcpu, errp);
+}
+
+static void tb_sync_set_fail_vcpu(Object *obj, Visitor *v, const char *name,
+                                  void *opaque, Error **errp)
+{
+    visit_type_int64(v, name,
+                     &tb_sync_of(SPAPR_MACHINE(obj))->x_kvm_fail_vcpu, errp);
 }
 
 static bool tb_sync_get_subsection(Object *obj, Error **errp)
@@ -661,6 +824,12 @@ void spapr_tb_sync_class_init(ObjectClass *oc)
     object_class_property_set_description(oc, "x-tb-realtime-skew-ms",
         "Experimental, for tests: offset added to this process's host "
         "realtime readings");
+    object_class_property_add(oc, "x-tb-kvm-fail-vcpu", "int64",
+                              tb_sync_get_fail_vcpu, tb_sync_set_fail_vcpu,
+                              NULL, NULL);
+    object_class_property_set_description(oc, "x-tb-kvm-fail-vcpu",
+        "Experimental, for tests: setting KVM_REG_PPC_TB_OFFSET on this "
+        "vCPU fails (-1: none)");
 }
 
 /*
@@ -690,6 +859,7 @@ void spapr_tb_sync_instance_init(SpaprMachineState *spapr)
     s->send_subsection = true;
     s->policy = TBCALC_POLICY_DOWNTIME;
     s->max_delta_ms = PPC_TB_SYNC_DEFAULT_MAX_DELTA_MS;
+    s->x_kvm_fail_vcpu = -1;
     tb_sync_apply_compat(spapr);
 }
 
@@ -697,6 +867,8 @@ void spapr_tb_sync_machine_init(SpaprMachineState *spapr)
 {
     /* Replaces upstream's KVM-only cpu_ppc_clock_vm_state_change. */
     qemu_add_vm_change_state_handler(tb_sync_vm_state_change, spapr);
+    migration_add_notifier(&tb_sync_of(spapr)->migration_notifier,
+                           tb_sync_migration_event);
 }
 
 /* ---- Monitor ---- */

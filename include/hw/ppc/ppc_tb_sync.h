@@ -9,6 +9,7 @@
 #ifndef HW_PPC_PPC_TB_SYNC_H
 #define HW_PPC_PPC_TB_SYNC_H
 
+#include "qemu/notify.h"
 #include "hw/ppc/ppc_tb_calc.h"
 
 /* 2 added floor_tb; format 1 streams are still read. */
@@ -60,26 +61,48 @@ typedef struct PPCTBSyncRecord {
     int64_t kvm_residue_ticks;
 } PPCTBSyncRecord;
 
+/*
+ * Where the guest TB stands between a stop and the next start. Every
+ * path a VM's state takes is a sequence of these:
+ *
+ *   IDLE --stop--> STOPPED --start--> IDLE          (pause, failed migration)
+ *   any --load--> LOADED --start--> IDLE            (migration, loadvm)
+ *   LOADED --save--> LOADED                         (re-migrated before a
+ *                                                    start: forwarded as is)
+ */
+typedef enum PPCTBSyncState {
+    PPC_TB_SYNC_IDLE,           /* running, or never started */
+    PPC_TB_SYNC_STOPPED,        /* stopped here: @held was sampled at stop */
+    PPC_TB_SYNC_LOADED,         /* loaded, not started: @held came in */
+} PPCTBSyncState;
+
 typedef struct PPCTBSync {
     /* Machine properties */
     bool send_subsection;       /* tb-sync */
     int policy;                 /* tb-policy (TimebasePolicy) */
     uint64_t max_delta_ms;      /* tb-max-delta-ms, 0: no cap */
     int64_t x_realtime_skew_ms; /* x-tb-realtime-skew-ms (tests only) */
+    int64_t x_kvm_fail_vcpu;    /* x-tb-kvm-fail-vcpu (tests only), -1 */
 
     /* TCG: QEMU_CLOCK_VIRTUAL minus get_clock() while running */
     bool vclock_minus_mono_valid;
     int64_t vclock_minus_mono;
 
-    /* Set when the VM stops */
-    bool stop_valid;
-    PPCTBSyncSample stop;
+    PPCTBSyncState state;
+    /* STOPPED, LOADED: the pair the next start carries on from */
+    PPCTBSyncSample held;
+    /* STOPPED under KVM: take a fresher pair when the state is saved */
+    bool resample_at_save;
+    /* LOADED: by a migration (not loadvm), with the subsection in it */
+    bool loaded_by_migration;
+    bool loaded_subsection;
+    /* A user pause turned into migration downtime, and the pause itself */
+    bool pause_in_migration;
+    PPCTBSyncSample pause;
+    NotifierWithReturn migration_notifier;
 
-    /* Incoming state (migration or loadvm) */
+    /* The subsection's fields, as they travel */
     PPCTBSyncWire wire;
-    bool incoming;              /* the machine state was just loaded */
-    bool incoming_loadvm;
-    bool incoming_subsection;   /* ... with the subsection in it */
 
     PPCTBSyncRecord last;
 } PPCTBSync;
@@ -90,6 +113,7 @@ struct SpaprMachineState;
 void spapr_tb_sync_class_init(ObjectClass *oc);
 void spapr_tb_sync_instance_init(struct SpaprMachineState *spapr);
 void spapr_tb_sync_machine_init(struct SpaprMachineState *spapr);
+void spapr_tb_sync_pre_load(struct SpaprMachineState *spapr);
 int spapr_tb_sync_post_load(struct SpaprMachineState *spapr);
 extern const VMStateDescription vmstate_spapr_tb_sync;
 
