@@ -7,10 +7,12 @@
  * A live migration shows up as one jump whose size is the guest-visible
  * TB advance across the stop (0 when the TB is frozen).
  *
- * With -a it runs one pinned process per online CPU and, in addition,
- * a cross-CPU check: CPU 0 publishes its TB in shared memory and every
- * other CPU verifies that its own TB, read after seeing that value, is
- * not smaller (a TB that differs between vCPUs fails this).
+ * With -a it runs one pinned process per online CPU (and per CPU that
+ * comes online later) and, in addition, a cross-CPU check: CPU 0
+ * publishes its TB in shared memory and every other CPU verifies that
+ * its own TB, read after seeing that value, is not smaller; CPU 0 does
+ * the same with every other CPU's published TB (a TB that differs
+ * between vCPUs, either way, fails this).
  *
  * With w=MS, sleeper processes (one per CPU with -a, else four) sleep
  * until deadlines MS milliseconds apart, phased evenly (absolute
@@ -30,7 +32,8 @@
  *   TBP start freq=HZ cpus=N interval_ms=I thresh_us=T
  *   TBP jump cpu=C seq=S from=TB0 to=TB1 gap=TICKS
  *   TBP back cpu=C from=TB0 to=TB1 step=TICKS
- *   TBP skew cpu=C ref=TBREF own=TBOWN behind=TICKS
+ *   TBP skew cpu=C ref=TBREF own=TBOWN behind=TICKS refcpu=R
+ *   TBP cpuadd cpu=C          (a CPU came online: its spinner starts)
  *   TBP sum cpu=C seq=S tb=TB maxgap=TICKS back=N jumps=N skews=N
  *   TBP wake cpu=C seq=S start=TB0 due=TBDUE woke=TB1 late=TICKS
  *   TBP mem pass=P page=N found=F expected=E
@@ -65,9 +68,14 @@ static inline uint64_t read_tb(void)
 #endif
 }
 
+#define MAX_CPUS 64
+
 struct shared {
     volatile uint64_t ref_tb;   /* last TB published by CPU 0 */
     volatile uint64_t ref_seq;  /* bumped after each publication */
+    /* ... and by every other CPU, checked by CPU 0 the same way */
+    volatile uint64_t cpu_tb[MAX_CPUS];
+    volatile uint64_t cpu_seq[MAX_CPUS];
 };
 
 struct opts {
@@ -113,6 +121,28 @@ static void pin_to(int cpu)
     }
 }
 
+/*
+ * A TB read after seeing another CPU's TB must not be smaller: with
+ * the check both ways (CPU 0 against each CPU, each against CPU 0) a
+ * vCPU whose TB is ahead of or behind the others shows up.
+ */
+static int check_skew(int cpu, volatile uint64_t *ref_tb, int ref_cpu)
+{
+    uint64_t ref, own;
+
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    ref = *ref_tb;
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    own = read_tb();
+    if ((int64_t)(own - ref) >= 0) {
+        return 0;
+    }
+    printf("TBP skew cpu=%d ref=%" PRIu64 " own=%" PRIu64
+           " behind=%" PRId64 " refcpu=%d\n",
+           cpu, ref, own, (int64_t)(ref - own), ref_cpu);
+    return 1;
+}
+
 static void run(int cpu, uint64_t freq, const struct opts *o,
                 struct shared *sh)
 {
@@ -121,6 +151,8 @@ static void run(int cpu, uint64_t freq, const struct opts *o,
     uint64_t stop_after = o->duration_s ? freq * o->duration_s : 0;
     uint64_t seq = 0, nback = 0, njump = 0, nskew = 0, maxgap = 0;
     uint64_t start, prev, next_sum, seen_seq = 0;
+    uint64_t seen[MAX_CPUS] = { 0 };
+    int i;
 
     if (o->all_cpus) {
         pin_to(cpu);
@@ -151,19 +183,19 @@ static void run(int cpu, uint64_t freq, const struct opts *o,
                 sh->ref_tb = now;
                 __atomic_thread_fence(__ATOMIC_SEQ_CST);
                 sh->ref_seq++;
-            } else if (sh->ref_seq != seen_seq) {
-                uint64_t ref, own;
-
-                seen_seq = sh->ref_seq;
+                for (i = 1; i < MAX_CPUS; i++) {
+                    if (sh->cpu_seq[i] != seen[i]) {
+                        seen[i] = sh->cpu_seq[i];
+                        nskew += check_skew(cpu, &sh->cpu_tb[i], i);
+                    }
+                }
+            } else {
+                sh->cpu_tb[cpu] = now;
                 __atomic_thread_fence(__ATOMIC_SEQ_CST);
-                ref = sh->ref_tb;
-                __atomic_thread_fence(__ATOMIC_SEQ_CST);
-                own = read_tb();
-                if ((int64_t)(own - ref) < 0) {
-                    nskew++;
-                    printf("TBP skew cpu=%d ref=%" PRIu64 " own=%" PRIu64
-                           " behind=%" PRId64 "\n",
-                           cpu, ref, own, (int64_t)(ref - own));
+                sh->cpu_seq[cpu]++;
+                if (sh->ref_seq != seen_seq) {
+                    seen_seq = sh->ref_seq;
+                    nskew += check_skew(cpu, &sh->ref_tb, 0);
                 }
             }
         }
@@ -284,6 +316,24 @@ static void dirtier(const struct opts *o)
     }
 }
 
+/* A CPU that comes online later (hot-plugged) gets a spinner too. */
+static void watch_cpus(long ncpu, uint64_t freq, const struct opts *o,
+                       struct shared *sh)
+{
+    for (;;) {
+        long now = sysconf(_SC_NPROCESSORS_ONLN);
+
+        for (; ncpu < now && ncpu < MAX_CPUS; ncpu++) {
+            printf("TBP cpuadd cpu=%ld\n", ncpu);
+            if (fork() == 0) {
+                run(ncpu, freq, o, sh);
+                _exit(0);
+            }
+        }
+        usleep(200000);
+    }
+}
+
 static void parse_word(struct opts *o, char *word)
 {
     char *tok, *save = NULL;
@@ -368,6 +418,10 @@ int main(int argc, char **argv)
             run(i, freq, &o, sh);
             _exit(0);
         }
+    }
+    if (fork() == 0) {
+        watch_cpus(ncpu, freq, &o, sh);
+        _exit(0);
     }
     run(0, freq, &o, sh);
     while (wait(NULL) > 0) {
