@@ -13,7 +13,7 @@ SOURCES=/etc/apt/sources.list.d/qemu-tb-fork.sources
 # against come from bookworm-backports.
 BPO_PKGS="meson python3-pycotap qemu-system-ppc qemu-system-data qemu-utils"
 PKGS="build-essential ninja-build pkg-config ccache dpkg-dev rsync
-  libglib2.0-dev libfdt-dev libpixman-1-dev zlib1g-dev
+  libglib2.0-dev libfdt-dev libpixman-1-dev zlib1g-dev libzstd-dev
   python3-venv python3-setuptools flex bison
   gcc-powerpc64le-linux-gnu libc6-dev-ppc64el-cross
   cpio xz-utils zstd file clang llvm libclang-rt-14-dev
