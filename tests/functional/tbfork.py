@@ -273,7 +273,8 @@ class TBMigrationRig:
 
     def start_destination(self, dst_bin: Optional[str] = None,
                           dst_opts: Optional[str] = None,
-                          return_path: bool = False, autostart: bool = True
+                          return_path: bool = False, autostart: bool = True,
+                          mode: Optional['MigrationMode'] = None
                           ) -> (QEMUMachine, ProbeReader, int):
         self.hop += 1
         port = free_port()
@@ -286,24 +287,27 @@ class TBMigrationRig:
         dst_reader = ProbeReader(dst.console_socket,
                                  os.path.join(self.log_dir,
                                               f'console-dst{self.hop}.log'))
-        caps = [{'capability': 'events', 'state': True}]
-        if return_path:
-            caps.append({'capability': 'return-path', 'state': True})
-        dst.cmd('migrate-set-capabilities', capabilities=caps)
+        mode = mode or MigrationMode()
+        dst.cmd('migrate-set-capabilities',
+                capabilities=mode.caps_arg(return_path))
+        if mode.dst_params:
+            dst.cmd('migrate-set-parameters', **mode.dst_params)
         dst.cmd('migrate-incoming', uri=f'tcp:127.0.0.1:{port}')
         return dst, dst_reader, port
 
     def start_migration(self, src: QEMUMachine, port: int,
-                        return_path: bool = False) -> None:
+                        return_path: bool = False,
+                        mode: Optional['MigrationMode'] = None) -> None:
         """Start migrating src to port; it stops in pre-switchover."""
-        caps = [{'capability': 'pause-before-switchover', 'state': True},
-                {'capability': 'events', 'state': True}]
-        if return_path:
-            caps.append({'capability': 'return-path', 'state': True})
-        src.cmd('migrate-set-capabilities', capabilities=caps)
+        mode = mode or MigrationMode()
+        src.cmd('migrate-set-capabilities', capabilities=mode.caps_arg(
+            return_path, ['pause-before-switchover']))
         src.cmd('migrate-set-parameters', **{'max-bandwidth': 10 << 30,
-                                             'downtime-limit': 300})
+                                             'downtime-limit': 300,
+                                             **mode.params})
         src.cmd('migrate', uri=f'tcp:127.0.0.1:{port}')
+        if mode.postcopy:
+            src.cmd('migrate-start-postcopy')
         src.event_wait('MIGRATION', timeout=120,
                        match={'data': {'status': 'pre-switchover'}})
 
@@ -311,18 +315,23 @@ class TBMigrationRig:
                 stop_s: float, dst_bin: Optional[str] = None,
                 dst_opts: Optional[str] = None,
                 settle_s: float = 1.0,
-                dst_hold_s: Optional[float] = None
+                dst_hold_s: Optional[float] = None,
+                mode: Optional['MigrationMode'] = None,
+                during_postcopy=None
                 ) -> (QEMUMachine, ProbeReader, MigrationResult):
         """Migrate src to a new destination with a forced stop.
 
         With dst_hold_s, the destination starts with -S and is only
         continued that long after the migration completed (as a
-        management layer does), which adds to the stop.
+        management layer does), which adds to the stop. mode: the
+        capabilities and parameters of the migration (precopy by
+        default); during_postcopy(src, dst) runs once the destination
+        runs and postcopy is still active.
         """
         dst, dst_reader, port = self.start_destination(
-            dst_bin, dst_opts, autostart=dst_hold_s is None)
+            dst_bin, dst_opts, autostart=dst_hold_s is None, mode=mode)
         before = src_reader.of_kind('sum')
-        self.start_migration(src, port)
+        self.start_migration(src, port, mode=mode)
         time.sleep(stop_s)
         src.cmd('migrate-continue', state='pre-switchover')
         if dst_hold_s is not None:
@@ -332,14 +341,56 @@ class TBMigrationRig:
             dst.cmd('cont')
         resume = wait_resume_or_failure(src, dst)
         stop = src.event_wait('STOP', timeout=10)
-        src.event_wait('MIGRATION', timeout=60,
+        if during_postcopy:
+            during_postcopy(src, dst)
+        src.event_wait('MIGRATION', timeout=120,
                        match={'data': {'status': 'completed'}})
         info = src.cmd('query-migrate')
         result = measure_migration(src_reader, dst_reader, before, stop,
                                    resume, self.freq, stop_s,
                                    info.get('downtime'), self.lag_samples,
                                    settle_s)
+        result.extra['status'] = info.get('status')
         src.shutdown()
+        return dst, dst_reader, result
+
+    def restore_from_file(self, path: str, mode: Optional['MigrationMode']
+                          = None) -> (QEMUMachine, ProbeReader, dict):
+        """A new QEMU loading a migration file; its RESUME event."""
+        mode = mode or MigrationMode()
+        self.hop += 1
+        dst = self.new_vm(f'dst{self.hop}', self.dst_qemu_bin,
+                          self.dst_machine_opts, incoming='defer')
+        dst.launch()
+        reader = ProbeReader(dst.console_socket, os.path.join(
+            self.log_dir, f'console-dst{self.hop}.log'))
+        dst.cmd('migrate-set-capabilities', capabilities=mode.caps_arg())
+        if mode.dst_params:
+            dst.cmd('migrate-set-parameters', **mode.dst_params)
+        dst.cmd('migrate-incoming', uri=f'file:{path}')
+        return dst, reader, dst.event_wait('RESUME', timeout=120)
+
+    def migrate_via_file(self, src: QEMUMachine, src_reader: ProbeReader,
+                         path: str, gap_s: float,
+                         mode: Optional['MigrationMode'] = None
+                         ) -> (QEMUMachine, ProbeReader, MigrationResult):
+        """Migrate src to a file (as `virsh save`), restore it gap_s
+        after the source quit in a new QEMU (as `virsh restore`)."""
+        mode = mode or MigrationMode()
+        before = src_reader.of_kind('sum')
+        src.cmd('migrate-set-capabilities', capabilities=mode.caps_arg())
+        if mode.params:
+            src.cmd('migrate-set-parameters', **mode.params)
+        src.cmd('migrate', uri=f'file:{path}')
+        stop = src.event_wait('STOP', timeout=60)
+        src.event_wait('MIGRATION', timeout=120,
+                       match={'data': {'status': 'completed'}})
+        src.shutdown()
+        time.sleep(gap_s)
+        dst, dst_reader, resume = self.restore_from_file(path, mode)
+        result = measure_migration(src_reader, dst_reader, before, stop,
+                                   resume, self.freq, gap_s, None,
+                                   self.lag_samples)
         return dst, dst_reader, result
 
     def cleanup(self) -> None:
@@ -348,6 +399,23 @@ class TBMigrationRig:
                 vm.shutdown(hard=True)
             except Exception:   # pylint: disable=broad-except
                 pass
+
+
+@dataclass
+class MigrationMode:
+    """Capabilities and parameters of one migration mode."""
+    caps: List[str] = field(default_factory=list)
+    params: Dict[str, object] = field(default_factory=dict)
+    # parameters the destination needs too (multifd channels, ...)
+    dst_params: Dict[str, object] = field(default_factory=dict)
+    postcopy: bool = False
+
+    def caps_arg(self, return_path: bool = False,
+                 extra: Optional[List[str]] = None) -> List[dict]:
+        names = ['events'] + self.caps + (extra or [])
+        if return_path:
+            names.append('return-path')
+        return [{'capability': c, 'state': True} for c in names]
 
 
 class MigrationFailed(Exception):

@@ -14,9 +14,10 @@ import os
 import time
 
 from qemu_test import QemuSystemTest
-from tbfork import (TBMigrationRig, MigrationFailed, ProbeReader,
-                    StreamCorrupter, guest_lag, sleeps_across_stop,
-                    wait_resume_or_failure)
+from tbfork import (TBMigrationRig, MigrationFailed, MigrationMode,
+                    ProbeReader,
+                    StreamCorrupter, event_time, free_port, guest_lag,
+                    sleeps_across_stop, wait_resume_or_failure)
 
 # Stock QEMU to check compatibility with: Debian's qemu-system-ppc
 # (bookworm-backports), installed by scripts/setup-host.sh.
@@ -146,6 +147,10 @@ class TBMigrationTest(QemuSystemTest):
         hmp = dst.cmd('human-monitor-command',
                       command_line='info timebase')
         self.assertIn('reason: capped', hmp)
+        # Not only in the trace: in QEMU's log (libvirt's domain log).
+        dst.shutdown()
+        self.assertIn('timebase: advance capped at tb-max-delta-ms',
+                      dst.get_log())
 
     def test_skew_behind_clamped(self):
         """Destination clock 1 h behind: clamped, the TB never goes back."""
@@ -158,6 +163,9 @@ class TBMigrationTest(QemuSystemTest):
         self.assertEqual(last['delta-ticks'], 0)
         self.assertLess(last['measured-ns'], -3500 * 10**9)
         self.assertLess(res.error_s, 0)
+        dst.shutdown()
+        self.assertIn("timebase: host clock behind the source's, advance "
+                      "clamped to 0", dst.get_log())
 
     def local_pause(self, policy):
         rig = self.rig(machine_opts=f'tb-policy={policy}')
@@ -400,6 +408,27 @@ class TBMigrationTest(QemuSystemTest):
             self.assertEqual(r.of_kind('back'), [])
         self.assertEqual(len(dst.cmd('query-timebase')['vcpus']), 4)
 
+    def test_hotplug_after_migration(self):
+        """A core hot-plugged after a migration reads the same TB as the
+        vCPU that migrated (the probe checks it both ways)."""
+        rig = self.rig(smp='1,maxcpus=2', probe_opts='i=100,t=5000,a')
+        src, reader = rig.start_source()
+        dst, dreader, res = rig.migrate(src, reader, 0.5)
+        self.assert_compensated(res)
+        core = [c for c in dst.cmd('query-hotpluggable-cpus')
+                if 'qom-path' not in c][0]
+        dst.cmd('device_add', driver=core['type'], id='core1',
+                **core['props'])
+        dreader.wait_for('cpuadd', timeout=60)
+        after = time.time()
+        dreader.wait_for('sum', count=20, timeout=60,
+                         pred=lambda p: p.fields['cpu'] == 1 and
+                         p.host_time > after)
+        offsets = {v['tb-offset'] for v in dst.cmd('query-timebase')['vcpus']}
+        self.assertEqual(len(offsets), 1, offsets)
+        self.assertEqual(dreader.of_kind('skew'), [], 'vCPU TBs disagree')
+        self.assertEqual(dreader.of_kind('back'), [])
+
     def test_dec_fires_at_resume(self):
         """A sleep whose deadline fell in the stop ends at resume."""
         # Four sleepers, deadlines every 0.8 s a quarter period apart:
@@ -490,6 +519,369 @@ class TBMigrationTest(QemuSystemTest):
         self.assertEqual(last['target-tb'], saved_tb)
         # The guest continues from the snapshot's state: no backwards step
         # as seen from inside.
+        n = len(reader.of_kind('sum'))
+        reader.wait_for('sum', count=n + 5, timeout=30)
+        self.assertEqual(reader.of_kind('back'), [])
+
+    def migrate_plain(self, src, dst, port):
+        """Migrate src to dst (no forced stop); returns src's setup event."""
+        src.cmd('migrate-set-capabilities',
+                capabilities=[{'capability': 'events', 'state': True}])
+        src.cmd('migrate', uri=f'tcp:127.0.0.1:{port}')
+        setup = src.event_wait('MIGRATION', timeout=30,
+                               match={'data': {'status': 'setup'}})
+        src.event_wait('MIGRATION', timeout=120,
+                       match={'data': {'status': 'completed'}})
+        dst.event_wait('MIGRATION', timeout=30,
+                       match={'data': {'status': 'completed'}})
+        return setup
+
+    def test_paused_double_migration(self):
+        """Paused A -> B (stays paused) -> C, then cont on C.
+
+        B never starts the VM, so it must send on the pair that came from
+        A (before the fix it sampled afresh: under KVM its own host TB,
+        which stepped the guest TB back by the hosts' difference; under
+        TCG the time until B's save was lost). The pause before the
+        first migration is a user pause (frozen); from the migration's
+        start it is downtime (compensated), documented.
+        """
+        rig = self.rig()
+        src, reader = rig.start_source()
+        freq = reader.of_kind('start')[0].fields['freq']
+        before = reader.of_kind('sum')
+        src.cmd('stop')
+        stop = src.event_wait('STOP', timeout=10)
+        time.sleep(1.0)
+        b, _, port = rig.start_destination()
+        setup = self.migrate_plain(src, b, port)
+        self.assertEqual(b.cmd('query-status')['status'], 'paused')
+        time.sleep(1.0)
+        c, creader, port = rig.start_destination()
+        self.migrate_plain(b, c, port)
+        self.assertEqual(c.cmd('query-status')['status'], 'paused')
+        time.sleep(0.5)
+        c.cmd('cont')
+        resume = c.event_wait('RESUME', timeout=10)
+        post = creader.wait_for('sum', count=rig.lag_samples, timeout=60)
+        last = c.cmd('query-timebase')['last-adjustment']
+        self.log.info('paused double migration: %s', last)
+        self.assertEqual(last['trigger'], 'migration')
+        self.assertTrue(last['from-subsection'])
+        self.assertEqual(last['reason'], 'applied')
+        downtime_s = event_time(resume) - event_time(setup)
+        paused_s = event_time(setup) - event_time(stop)
+        self.assertAlmostEqual(last['measured-ns'] / 1e9, downtime_s,
+                               delta=0.02)
+        error_s = (guest_lag(before[-rig.lag_samples:], freq) -
+                   guest_lag(post, freq))
+        self.log.info('pause %.3f s (frozen), then %.3f s of migrations '
+                      '(compensated): TB error %.3f ms', paused_s,
+                      downtime_s, error_s * 1e3)
+        self.assertAlmostEqual(error_s, -paused_s, delta=ERROR_BOUND_S * 2)
+        self.assertEqual(reader.of_kind('back') + creader.of_kind('back'),
+                         [])
+
+    def snapshot_tb(self, vm, name):
+        """savevm NAME on vm; the TB it saved."""
+        self.assertEqual(vm.cmd('human-monitor-command',
+                                command_line=f'savevm {name}').strip(), '')
+        return vm.cmd('query-timebase')['last-adjustment']['saved-tb']
+
+    def test_two_loads_without_start(self):
+        """loadvm of a snapshot with the subsection, then of one without
+        it, then cont: the second load's TB, not a mix of the two."""
+        disk = self.new_qcow2('disk.qcow2')
+        rig = self.rig()
+        rig.extra_args = ['-drive', f'if=none,id=d0,format=qcow2,'
+                          f'file={disk}']
+        vm, reader = rig.start_source()
+        tb_sub = self.snapshot_tb(vm, 'with')
+        time.sleep(0.5)
+        # A snapshot as a stock QEMU writes it: no subsection.
+        vm.cmd('qom-set', path='/machine', property='tb-sync', value=False)
+        tb_stock = self.snapshot_tb(vm, 'without')
+        vm.cmd('qom-set', path='/machine', property='tb-sync', value=True)
+        self.assertGreater(tb_stock, tb_sub)
+        vm.cmd('stop')
+        for name in ('with', 'without'):
+            self.assertNotIn('rror', vm.cmd('human-monitor-command',
+                                            command_line=f'loadvm {name}'))
+        vm.cmd('cont')
+        last = vm.cmd('query-timebase')['last-adjustment']
+        self.assertEqual(last['trigger'], 'loadvm')
+        self.assertFalse(last['from-subsection'])
+        # Without the subsection the TB under TCG is the loaded virtual
+        # clock's, read at the start (the clock runs from just before).
+        freq = reader.of_kind('start')[0].fields['freq']
+        self.assertLess(abs(last['saved-tb'] - tb_stock), freq // 1000,
+                        f"saved TB {last['saved-tb']}, the snapshot's "
+                        f"{tb_stock}, the other snapshot's {tb_sub}")
+        self.assertEqual(last['target-tb'], last['saved-tb'])
+        n = len(reader.of_kind('sum'))
+        reader.wait_for('sum', count=n + 3, timeout=30)
+
+    def test_cmdline_loadvm(self):
+        """-loadvm NAME is a snapshot load (frozen), not a migration."""
+        disk = self.new_qcow2('disk.qcow2')
+        rig = self.rig()
+        rig.extra_args = ['-drive', f'if=none,id=d0,format=qcow2,'
+                          f'file={disk}']
+        vm, _ = rig.start_source()
+        saved_tb = self.snapshot_tb(vm, 'snap1')
+        vm.shutdown()
+        time.sleep(1.0)
+        rig.extra_args += ['-loadvm', 'snap1']
+        vm = rig.new_vm('loadvm', self.qemu_bin, rig.src_machine_opts)
+        vm.launch()
+        reader = ProbeReader(vm.console_socket, os.path.join(
+            self.outputdir, 'console-loadvm.log'))
+        n = len(reader.wait_for('sum', timeout=60))
+        reader.wait_for('sum', count=n + 3, timeout=30)
+        last = vm.cmd('query-timebase')['last-adjustment']
+        self.assertEqual(last['trigger'], 'loadvm')
+        self.assertEqual(last['reason'], 'user-paused')
+        self.assertEqual(last['saved-tb'], saved_tb)
+        self.assertEqual(last['delta-ticks'], 0)
+        self.assertEqual(reader.of_kind('back'), [])
+
+    def test_icount_warns_once_when_due(self):
+        """Under icount the virtual clock cannot be advanced: one warning,
+        and only when an advance was due (not for user pauses)."""
+        rig = self.rig()
+        rig.extra_args = ['-icount', 'shift=auto']
+        src, reader = rig.start_source()
+        for _ in range(2):
+            src.cmd('stop')
+            src.cmd('cont')
+        last = src.cmd('query-timebase')['last-adjustment']
+        self.assertEqual(last['reason'], 'user-paused')
+        for _ in range(2):
+            _, _, port = rig.start_destination()
+            rig.start_migration(src, port)
+            time.sleep(0.2)
+            src.cmd('migrate_cancel')
+            src.event_wait('RESUME', timeout=30)
+            last = src.cmd('query-timebase')['last-adjustment']
+            self.assertEqual(last['reason'], 'applied')
+        n = len(reader.of_kind('sum'))
+        reader.wait_for('sum', count=n + 2, timeout=60)
+        src.shutdown()
+        self.assertEqual(src.get_log().count('cannot advance the virtual '
+                                             'clock under icount'), 1,
+                         src.get_log())
+
+    # ---- Every migration mode of QEMU 10.0, stock side by side ----
+
+    def stock_rig(self):
+        rig = self.rig()
+        rig.qemu_bin = rig.dst_qemu_bin = STOCK_QEMU
+        return rig
+
+    def assert_mode(self, mode, stop_s=1.0, stock=True, **kwargs):
+        """A migration in `mode` with a forced stop: the fork compensates
+        it; stock QEMU (same mode, same run) loses it."""
+        rig = self.rig()
+        src, reader = rig.start_source()
+        dst, _, res = rig.migrate(src, reader, stop_s, mode=mode, **kwargs)
+        self.log.info('fork, %s: %s', mode, res)
+        self.assertEqual(res.backwards, 0, 'the guest TB went backwards')
+        self.assertLess(abs(res.error_s), ERROR_BOUND_S,
+                        f'TB error {res.error_s * 1e3:.3f} ms')
+        last = dst.cmd('query-timebase')['last-adjustment']
+        self.assertEqual(last['trigger'], 'migration')
+        self.assertTrue(last['from-subsection'])
+        self.assertEqual(last['reason'], 'applied')
+        self.assertGreater(last['applied-ns'], stop_s * 1e9)
+        if stock:
+            rig = self.stock_rig()
+            src, reader = rig.start_source()
+            _, _, sres = rig.migrate(src, reader, stop_s, mode=mode, **kwargs)
+            self.log.info('stock, %s: %s', mode, sres)
+            self.assertEqual(sres.backwards, 0)
+            self.assertLess(sres.error_s, -0.9 * stop_s)
+        return dst, res
+
+    # Postcopy switches over at once: precopy is throttled so that the
+    # first pass does not finish within the downtime limit.
+    POSTCOPY = MigrationMode(caps=['postcopy-ram'], postcopy=True,
+                             params={'max-bandwidth': 8 << 20})
+
+    def test_mode_postcopy(self):
+        """Postcopy: the destination starts at the switchover."""
+        dst, res = self.assert_mode(self.POSTCOPY)
+        self.assertEqual(res.extra['status'], 'completed')
+
+    def test_mode_postcopy_preempt(self):
+        """Postcopy with the preempt channel."""
+        self.assert_mode(MigrationMode(
+            caps=['postcopy-ram', 'postcopy-preempt'], postcopy=True,
+            params={'max-bandwidth': 8 << 20}))
+
+    def test_mode_postcopy_recover(self):
+        """Postcopy whose channel is cut (migrate-pause) and recovered
+        (migrate-recover, migrate resume=true): the TB keeps running on
+        the destination through it, no second adjustment."""
+        mode = MigrationMode(caps=['postcopy-ram'], postcopy=True,
+                             params={'max-bandwidth': 8 << 20,
+                                     'max-postcopy-bandwidth': 1 << 20})
+
+        def cut_and_recover(src, dst):
+            src.cmd('migrate-pause')
+            dst.event_wait('MIGRATION', timeout=30,
+                           match={'data': {'status': 'postcopy-paused'}})
+            src.event_wait('MIGRATION', timeout=30,
+                           match={'data': {'status': 'postcopy-paused'}})
+            time.sleep(1.0)
+            port = free_port()
+            dst.cmd('migrate-recover', uri=f'tcp:127.0.0.1:{port}')
+            src.cmd('migrate-set-parameters', **{'max-postcopy-bandwidth':
+                                                 0})
+            src.cmd('migrate', uri=f'tcp:127.0.0.1:{port}', resume=True)
+
+        rig = self.rig()
+        src, reader = rig.start_source()
+        dst, dreader, res = rig.migrate(src, reader, 1.0, mode=mode,
+                                        during_postcopy=cut_and_recover)
+        self.log.info('postcopy recovered: %s', res)
+        self.assertEqual(res.backwards, 0)
+        # The guest may stall on missing pages while the channel is cut:
+        # that is real time, so only the TB-against-realtime error counts.
+        self.assertLess(abs(res.error_s), ERROR_BOUND_S)
+        events = [e for e in dst.get_qmp_events()
+                  if e['event'] == 'TIMEBASE_ADJUSTED']
+        self.assertEqual(len(events), 1)
+
+    def test_mode_multifd_zstd(self):
+        """Multifd, two channels, zstd compression."""
+        params = {'multifd-channels': 2, 'multifd-compression': 'zstd'}
+        self.assert_mode(MigrationMode(caps=['multifd'], params=params,
+                                       dst_params=params))
+
+    def test_mode_xbzrle(self):
+        """XBZRLE page compression."""
+        self.assert_mode(MigrationMode(caps=['xbzrle']))
+
+    def test_mode_auto_converge(self):
+        """Auto-converge throttling (vCPUs slowed down before the stop)."""
+        self.assert_mode(MigrationMode(
+            caps=['auto-converge'],
+            params={'cpu-throttle-initial': 50}), stock=False)
+
+    def test_mode_dirty_limit_refused_tcg(self):
+        """Dirty-limit throttling needs KVM's dirty ring: refused under
+        TCG with a clear error, by stock as by the fork; the VM runs on."""
+        for binary in (self.qemu_bin, STOCK_QEMU):
+            rig = self.rig()
+            rig.qemu_bin = binary
+            src, reader = rig.start_source()
+            with self.assertRaises(Exception) as cm:
+                src.cmd('migrate-set-capabilities', capabilities=[
+                    {'capability': 'dirty-limit', 'state': True}])
+            self.assertIn('dirty-limit', str(cm.exception))
+            self.assertTrue(src.cmd('query-status')['running'])
+            rig.cleanup()
+
+    def file_mode(self, mode):
+        """Migrate to a file, restore 2 s later: fork compensated, stock
+        loses the whole time."""
+        results = []
+        for rig in (self.rig(), self.stock_rig()):
+            path = os.path.join(self.workdir, f'vm-{len(results)}.mig')
+            src, reader = rig.start_source()
+            dst, _, res = rig.migrate_via_file(src, reader, path, 2.0,
+                                               mode=mode)
+            self.log.info('%s, file %s: %s', rig.qemu_bin, mode, res)
+            self.assertEqual(res.backwards, 0)
+            self.assertGreater(res.stop_to_start_s, 2.0)
+            results.append((dst, res))
+        (dst, res), (_, sres) = results
+        self.assertLess(abs(res.error_s), ERROR_BOUND_S,
+                        f'TB error {res.error_s * 1e3:.3f} ms')
+        last = dst.cmd('query-timebase')['last-adjustment']
+        self.assertEqual(last['trigger'], 'migration')
+        self.assertEqual(last['reason'], 'applied')
+        self.assertLess(sres.error_s, -2.0)
+
+    def test_mode_file(self):
+        """Migration to a file (the stream as is) and restore."""
+        self.file_mode(MigrationMode())
+
+    def test_mode_file_mapped_ram(self):
+        """Migration to a file with mapped-ram (`virsh save`'s format
+        with libvirt 10+) and restore."""
+        self.file_mode(MigrationMode(caps=['mapped-ram']))
+
+    def test_mode_background_snapshot(self):
+        """A background snapshot: the source stops only to save its
+        devices (compensated at once); the snapshot restored later is
+        compensated from that stop (up to the cap)."""
+        rig = self.rig()
+        src, reader = rig.start_source()
+        path = os.path.join(self.workdir, 'bg.mig')
+        before = reader.of_kind('sum')
+        src.cmd('migrate-set-capabilities', capabilities=[
+            {'capability': 'background-snapshot', 'state': True},
+            {'capability': 'events', 'state': True}])
+        src.cmd('migrate', uri=f'file:{path}')
+        stop = src.event_wait('STOP', timeout=30)
+        src.event_wait('RESUME', timeout=30)
+        src.event_wait('MIGRATION', timeout=120,
+                       match={'data': {'status': 'completed'}})
+        last = src.cmd('query-timebase')['last-adjustment']
+        self.assertEqual(last['trigger'], 'resume')
+        self.assertEqual(last['reason'], 'applied')
+        src.shutdown()
+        time.sleep(2.0)
+        dst, dreader, resume = rig.restore_from_file(path)
+        post = dreader.wait_for('sum', count=rig.lag_samples + 5,
+                                timeout=60)[5:]
+        last = dst.cmd('query-timebase')['last-adjustment']
+        self.assertEqual(last['trigger'], 'migration')
+        self.assertEqual(last['reason'], 'applied')
+        self.assertAlmostEqual(last['measured-ns'] / 1e9,
+                               event_time(resume) - event_time(stop),
+                               delta=0.02)
+        freq = rig.freq
+        error_s = (guest_lag(before[-rig.lag_samples:], freq) -
+                   guest_lag(post, freq))
+        self.log.info('background snapshot restored %.3f s later: TB '
+                      'error %.3f ms', event_time(resume) - event_time(stop),
+                      error_s * 1e3)
+        self.assertLess(abs(error_s), ERROR_BOUND_S)
+        self.assertEqual(reader.of_kind('back') + dreader.of_kind('back'),
+                         [])
+
+    def test_snapshot_jobs(self):
+        """The snapshot-save / snapshot-load QMP jobs are savevm/loadvm:
+        the TB is the snapshot's (a pause: frozen)."""
+        disk = self.new_qcow2('disk.qcow2')
+        rig = self.rig()
+        rig.extra_args = ['-drive', f'if=none,id=d0,node-name=disk0,'
+                          f'format=qcow2,file={disk}']
+        vm, reader = rig.start_source()
+
+        def job(cmd, job_id, **args):
+            vm.cmd(cmd, **{'job-id': job_id, 'tag': 'snap1',
+                           'devices': ['disk0'], **args})
+            vm.event_wait('JOB_STATUS_CHANGE', timeout=60, match={
+                'data': {'id': job_id, 'status': 'concluded'}})
+            job_info = [j for j in vm.cmd('query-jobs')
+                        if j['id'] == job_id][0]
+            self.assertNotIn('error', job_info)
+            vm.cmd('job-dismiss', id=job_id)
+
+        job('snapshot-save', 'save', vmstate='disk0')
+        last = vm.cmd('query-timebase')['last-adjustment']
+        self.assertEqual(last['reason'], 'user-paused')
+        saved_tb = last['saved-tb']
+        time.sleep(1.0)
+        job('snapshot-load', 'load', vmstate='disk0')
+        last = vm.cmd('query-timebase')['last-adjustment']
+        self.assertEqual(last['trigger'], 'loadvm')
+        self.assertEqual(last['reason'], 'user-paused')
+        self.assertEqual(last['saved-tb'], saved_tb)
+        self.assertEqual(last['target-tb'], saved_tb)
         n = len(reader.of_kind('sum'))
         reader.wait_for('sum', count=n + 5, timeout=30)
         self.assertEqual(reader.of_kind('back'), [])

@@ -31,7 +31,7 @@ from tbfork import LineReader, ProbeReader
 # offer are turned off).
 INNER_MACHINE = ('pseries,x-vof=on,accel=kvm,cap-cfpc=broken,'
                  'cap-sbbc=broken,cap-ibs=broken,cap-ccf-assist=off')
-SLOTS = ('a', 'b', 'c')
+SLOTS = ('a', 'b', 'c', 'd', 'e')
 
 
 class HostError(Exception):
@@ -254,14 +254,15 @@ class KvmHost:
     def start_inner(self, slot: str, binary: str = '/bin/qemu-system-ppc64',
                     machine_opts: str = '', probe_opts: str = 'i=100,t=5000',
                     incoming: bool = False, mem: str = '512',
-                    timeout: float = 120) -> InnerVM:
+                    timeout: float = 120, smp: str = '1') -> InnerVM:
         """Start an inner QEMU in `slot`, connected to its QMP monitor."""
         con = self.connect_port(f'con.{slot}')
         qsock = self.connect_port(f'qmp.{slot}')
         reader = ProbeReader(con, os.path.join(self.workdir,
                                                f'console-{slot}.log'))
         machine = INNER_MACHINE + (f',{machine_opts}' if machine_opts else '')
-        args = (f'{binary} -M {machine} -cpu host -m {mem} -display none '
+        args = (f'{binary} -M {machine} -cpu host -m {mem} -smp {smp} '
+                f'-display none '
                 f'-nodefaults -L /fw -kernel /guest/vmlinux '
                 f'-initrd /guest/guest-initrd.gz '
                 f'-append "console=hvc0 quiet tbp={probe_opts}" '

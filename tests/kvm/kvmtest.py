@@ -19,7 +19,8 @@ import time
 import unittest
 
 from kvmhost import KvmHost
-from tbfork import measure_migration, sleeps_across_stop
+from tbfork import (MigrationMode, event_time, guest_lag,
+                    measure_migration, sleeps_across_stop)
 
 OUTER = os.environ.get('TBFORK_OUTER_QEMU', '')
 KERNEL = os.environ.get('TBFORK_HOST_KERNEL', '')
@@ -87,7 +88,7 @@ class KvmTestBase(unittest.TestCase):
         return h
 
     def start_guest(self, host, binary, slot='a', probe=PROBE,
-                    machine_opts='', boot_timeout=120):
+                    machine_opts='', boot_timeout=120, smp='1'):
         """A KVM guest running the probe, given a non-zero TB offset.
 
         The kernel writes TBU40 on guest entry and exit only when the
@@ -97,7 +98,7 @@ class KvmTestBase(unittest.TestCase):
         applies nothing).
         """
         vm = host.start_inner(slot, binary, machine_opts=machine_opts,
-                              probe_opts=probe)
+                              probe_opts=probe, smp=smp)
         vm.reader.wait_for('sum', count=10, timeout=boot_timeout)
         vm.cmd('stop')
         time.sleep(2)
@@ -107,27 +108,34 @@ class KvmTestBase(unittest.TestCase):
         return vm
 
     def migrate(self, src, dst_host, dst_slot, binary, uri_host,
-                probe=PROBE):
-        """Migrate src to a new inner QEMU with a STOP_S forced stop."""
+                probe=PROBE, smp='1', mode=None):
+        """Migrate src to a new inner QEMU with a STOP_S forced stop.
+
+        mode: a tbfork.MigrationMode (precopy by default).
+        """
+        mode = mode or MigrationMode()
         dst = dst_host.start_inner(dst_slot, binary, probe_opts=probe,
-                                   incoming=True)
-        dst.cmd('migrate-set-capabilities',
-                capabilities=[{'capability': 'events', 'state': True}])
+                                   incoming=True, smp=smp)
+        dst.cmd('migrate-set-capabilities', capabilities=mode.caps_arg())
+        if mode.dst_params:
+            dst.cmd('migrate-set-parameters', **mode.dst_params)
         dst.cmd('migrate-incoming', uri='tcp:0.0.0.0:4444')
-        src.cmd('migrate-set-capabilities', capabilities=[
-            {'capability': 'pause-before-switchover', 'state': True},
-            {'capability': 'events', 'state': True}])
+        src.cmd('migrate-set-capabilities', capabilities=mode.caps_arg(
+            extra=['pause-before-switchover']))
         src.cmd('migrate-set-parameters', **{'max-bandwidth': 10 << 30,
-                                             'downtime-limit': 300})
+                                             'downtime-limit': 300,
+                                             **mode.params})
         before = src.reader.of_kind('sum')
         src.clear_events()
         src.cmd('migrate', uri=f'tcp:{uri_host}:4444')
+        if mode.postcopy:
+            src.cmd('migrate-start-postcopy')
         src.event_wait('MIGRATION', 300, {'status': 'pre-switchover'})
         time.sleep(STOP_S)
         src.cmd('migrate-continue', state='pre-switchover')
         resume = dst.event_wait('RESUME', 120)
         stop = src.event_wait('STOP', 10)
-        src.event_wait('MIGRATION', 60, {'status': 'completed'})
+        src.event_wait('MIGRATION', 300, {'status': 'completed'})
         downtime = src.cmd('query-migrate').get('downtime')
         res = measure_migration(src.reader, dst.reader, before, stop, resume,
                                 FREQ, STOP_S, downtime, 30)
@@ -230,7 +238,180 @@ class KvmTestBase(unittest.TestCase):
             # offsets differ by about that much.
             self.assertGreater(abs(e1['offset'] - e2['offset']),
                                0.9 * HOST_GAP_S * FREQ)
-        return e1, e2
+        e3 = self.paused_double(a, b, back, binary, name, skew_total)
+        return e1, e2, e3
+
+    @staticmethod
+    def plain_migration(src, dst, uri_host):
+        """Migrate src to dst (no forced stop); src's setup event."""
+        dst.cmd('migrate-set-capabilities',
+                capabilities=[{'capability': 'events', 'state': True}])
+        dst.cmd('migrate-incoming', uri='tcp:0.0.0.0:4444')
+        src.cmd('migrate-set-capabilities', capabilities=[
+            {'capability': 'pause-before-switchover', 'state': False},
+            {'capability': 'events', 'state': True}])
+        src.cmd('migrate', uri=f'tcp:{uri_host}:4444')
+        setup = src.event_wait('MIGRATION', 60, {'status': 'setup'})
+        src.event_wait('MIGRATION', 300, {'status': 'completed'})
+        dst.event_wait('MIGRATION', 60, {'status': 'completed'})
+        src.cmd('quit')
+        return setup
+
+    def paused_double(self, a, b, vm, binary, name, skew_s):
+        """Paused on A, migrated to B (it stays paused: the run state
+        travels), back to A, then cont: the guest's TB never goes below
+        what it read on A (B's host TB, 60 s behind A's, must not leak
+        in), and it is behind real time by the pause before the first
+        migration only (frozen; the migrations are compensated)."""
+        before = vm.reader.of_kind('sum')
+        vm.clear_events()
+        vm.cmd('stop')
+        stop = vm.event_wait('STOP', 10)
+        time.sleep(STOP_S)
+        mid = b.start_inner('d', binary, incoming=True)
+        setup = self.plain_migration(vm, mid, '10.0.0.2')
+        status = mid.cmd('query-status')['status']
+        time.sleep(STOP_S)
+        end = a.start_inner('e', binary, incoming=True)
+        self.plain_migration(mid, end, '10.0.0.1')
+        end.cmd('cont')
+        resume = end.event_wait('RESUME', 60)
+        settled = event_time(resume) + 0.3
+        # A TB stepped back stalls the guest until it catches up.
+        post = end.reader.wait_for('sum', count=30, timeout=240,
+                                   pred=lambda p: p.host_time > settled)
+        last_tb = max(p.fields['tb'] for p in before)
+        first_tb = min(p.fields['tb'] for p in end.reader.of_kind('sum'))
+        paused_s = event_time(setup) - event_time(stop)
+        error_s = guest_lag(before[-30:], FREQ) - guest_lag(post, FREQ)
+        backwards = len(vm.reader.of_kind('back') +
+                        end.reader.of_kind('back'))
+        qemu = 'fork' if binary == FORK else 'stock'
+        entry = record(f'{name} paused A->B->A', machine='powernv9',
+                       qemu=qemu, error_ms=round(error_s * 1e3, 3),
+                       paused_ms=round(paused_s * 1e3, 1),
+                       stop_to_start_ms=round((event_time(resume) -
+                                               event_time(stop)) * 1e3, 1),
+                       backwards=backwards, skew_ms=round(skew_s * 1e3, 3),
+                       min_tb_step_s=round((first_tb - last_tb) / FREQ, 3),
+                       mid_status=status)
+        self.assertEqual(status, 'paused')
+        if binary != FORK:
+            return entry
+        last = end.cmd('query-timebase')['last-adjustment']
+        self.assertEqual(last['trigger'], 'migration')
+        self.assertTrue(last['from-subsection'])
+        self.assertEqual(last['reason'], 'applied')
+        self.assertEqual(backwards, 0, 'the guest TB went backwards')
+        self.assertGreaterEqual(first_tb, last_tb)
+        # Frozen for the pause before the first migration, compensated
+        # from there (docs: a pause that ends in a migration).
+        bound = (HALF_GRANULE_S + last['pairing-error-ns'] / 1e9 +
+                 MEASURE_S + abs(skew_s))
+        self.assertLess(abs(error_s + paused_s), bound,
+                        f'TB error {error_s * 1e3:.3f} ms, pause '
+                        f'{paused_s * 1e3:.3f} ms')
+        return entry
+
+    def modes_smp(self, machine, cpu, name):
+        """One 4-vCPU guest through precopy, postcopy and multifd on one
+        host: each compensated within the bound, every vCPU with the
+        same offset and running (a sleeper per vCPU keeps waking), the
+        probe's cross-vCPU check silent."""
+        h = self.host('A', machine=machine, cpu=cpu)
+        smp = '4'
+        probe = PROBE + ',a,w=200'
+        vm = self.start_guest(h, FORK, 'a', probe=probe, smp=smp,
+                              boot_timeout=240)
+        postcopy = MigrationMode(caps=['postcopy-ram'], postcopy=True,
+                                 params={'max-bandwidth': 8 << 20})
+        params = {'multifd-channels': 2}
+        multifd = MigrationMode(caps=['multifd'], params=params,
+                                dst_params=params)
+        entries = []
+        for slot, mode_name, mode in (('b', 'precopy', None),
+                                      ('c', 'postcopy', postcopy),
+                                      ('d', 'multifd', multifd)):
+            vm, res = self.migrate(vm, h, slot, FORK, '127.0.0.1',
+                                   probe=probe, smp=smp, mode=mode)
+            entry = self.outcome(f'{name}, 4 vCPUs, {mode_name}', machine,
+                                 FORK, vm, res)
+            entries.append(entry)
+            after = time.time()
+            for c in range(4):
+                for kind in ('wake', 'sum'):
+                    vm.reader.wait_for(kind, count=3, timeout=60,
+                                       pred=lambda p, c=c: p.fields['cpu']
+                                       == c and p.host_time > after)
+            self.assertEqual(vm.reader.of_kind('skew'), [],
+                             'vCPU TBs disagree')
+            self.assertEqual(len(vm.cmd('query-timebase')['vcpus']), 4)
+        return entries
+
+    def kvm_set_fails(self, machine, cpu, name):
+        """Setting KVM_REG_PPC_TB_OFFSET fails on vCPU 1 of 2 (injected
+        with x-tb-kvm-fail-vcpu): no vCPU keeps the new offset, and the
+        VM does not run on (internal-error), with an error naming the
+        vCPU. Vcpus with different TBs hang a Linux guest."""
+        h = self.host('A', machine=machine, cpu=cpu)
+        src = self.start_guest(h, FORK, 'a', smp='2', probe=PROBE + ',a')
+        dst = h.start_inner('b', FORK, incoming=True, smp='2',
+                            machine_opts='x-tb-kvm-fail-vcpu=1')
+        self.plain_migration(src, dst, '127.0.0.1')
+        dst.event_wait('STOP', 30)
+        status = dst.cmd('query-status')['status']
+        offsets = [v['tb-offset'] for v in dst.cmd('query-timebase')['vcpus']]
+        err = dst.stderr()
+        record(name, machine=machine, qemu='fork', status=status,
+               set_fail_offsets=offsets,
+               error=([line for line in err.splitlines()
+                       if 'TB_OFFSET' in line] or [''])[-1][:160])
+        self.assertEqual(status, 'internal-error')
+        self.assertEqual(len(set(offsets)), 1, offsets)
+        self.assertIn('on vCPU 1 failed', err)
+        self.assertIn('The VM is stopped', err)
+
+    def hotplug_after_migration(self, host, binary, slots, name):
+        """A core hot-plugged after a migration reads the same TB as the
+        vCPU that migrated: the same offset in the kernel, and the
+        probe's cross-CPU check (both ways) finds no skew."""
+        smp = '1,maxcpus=2'
+        probe = PROBE + ',a'
+        src = self.start_guest(host, binary, slots[0], probe=probe, smp=smp)
+        dst, res = self.migrate(src, host, slots[1], binary, '127.0.0.1',
+                                probe=probe, smp=smp)
+        core = [c for c in dst.cmd('query-hotpluggable-cpus')
+                if 'qom-path' not in c][0]
+        dst.cmd('device_add', driver=core['type'], id='core1',
+                **core['props'])
+        try:
+            dst.reader.wait_for('cpuadd', timeout=60)
+            after = time.time()
+            dst.reader.wait_for('sum', count=20, timeout=60,
+                                pred=lambda p: p.fields['cpu'] == 1 and
+                                p.host_time > after)
+            ran = True
+        except TimeoutError:
+            if binary == FORK:
+                raise
+            ran = False     # stock: recorded below
+        offsets = [v['tb-offset'] for v in dst.cmd('query-timebase')['vcpus']]
+        skews = dst.reader.of_kind('skew')
+        qemu = 'fork' if binary == FORK else 'stock'
+        entry = record(name, machine='powernv9', qemu=qemu,
+                       hotplug_offsets=offsets, skews=len(skews),
+                       skew_max_s=round(max([p.fields['behind'] for p in
+                                             skews], default=0) / FREQ, 3),
+                       backwards=res.backwards, new_vcpu_ran=ran)
+        if binary == FORK:
+            self.assertEqual(len(offsets), 2)
+            self.assertNotEqual(offsets[0], 0)
+            self.assertEqual(offsets[1], offsets[0],
+                             'the hot-plugged vCPU has another TB offset')
+            self.assertEqual(skews, [], 'vCPU TBs disagree')
+            self.assertEqual(res.backwards, 0)
+        dst.cmd('quit')
+        return entry
 
     def net_port(self):
         if not hasattr(self, '_net_port'):

@@ -59,6 +59,21 @@ def main(path):
             print(f"\n{r['scenario']}: a stop found the vCPU in the L2 "
                   f"(offset {r['l2_offset']} ticks) after {r['attempts']} "
                   f"attempt(s); L2 TB error across it {r['error_ms']} ms")
+        if 'set_fail_offsets' in r:
+            print(f"\n{r['scenario']}: VM {r['status']}, vCPU offsets "
+                  f"{r['set_fail_offsets']}")
+        if 'hotplug_offsets' in r:
+            print(f"\n{r['scenario']}, {r['qemu']}: vCPU TB offsets "
+                  f"{r['hotplug_offsets']} (the second hot-plugged), "
+                  f"{r['skews']} skew reports (up to {r['skew_max_s']} s), "
+                  f"its probe {'ran' if r['new_vcpu_ran'] else 'never ran'}")
+        if 'paused_ms' in r:
+            print(f"\n{r['scenario']}, {r['qemu']}: paused {r['paused_ms']} "
+                  f"ms before the first migration (frozen by the rule, "
+                  f"the rest compensated); TB error {r['error_ms']} ms; "
+                  f"lowest TB after minus last before "
+                  f"{r['min_tb_step_s']} s; {r['backwards']} backwards "
+                  f"steps; state on B: {r['mid_status']}")
         if 'lost_pages' in r:
             print(f"\n{r['scenario']}: {r['lost_pages']} pages lost their "
                   f"last write, guest "

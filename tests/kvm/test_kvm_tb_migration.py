@@ -62,6 +62,24 @@ class KvmTBMigrationTest(KvmTestBase):
         """The same with stock QEMU 10.0, for the table."""
         self.two_hosts(STOCK, 'P9 two hosts')
 
+    def test_p9_modes_smp(self):
+        """4 vCPUs through precopy, postcopy and multifd (KVM)."""
+        self.modes_smp('powernv9', 'power9', 'P9 one host')
+
+    def test_p9_kvm_set_fails(self):
+        """KVM refuses the TB offset on one vCPU: all or none, VM stops."""
+        self.kvm_set_fails('powernv9', 'power9', 'TB offset refused on vCPU 1')
+
+    def test_p9_hotplug_after_migration(self):
+        """A core hot-plugged after a migration: same TB offset (patch
+        0007). Stock QEMU 10.0 on the same host, for the record: its new
+        vCPU keeps the host's TB."""
+        h = self.host('A')
+        self.hotplug_after_migration(h, FORK, ('a', 'b'),
+                                     'hotplug after migration')
+        self.hotplug_after_migration(h, STOCK, ('c', 'd'),
+                                     'hotplug after migration')
+
     def test_dirty_pages_fork_outer(self):
         """With patch 0005 in the outer emulator no write is lost."""
         self.dirty_migration(OUTER)
