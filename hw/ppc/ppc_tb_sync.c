@@ -83,17 +83,15 @@ static int64_t tb_sync_realtime_ns(PPCTBSync *s)
 }
 
 /*
- * The L1 guest's TB offset. With nested HV under TCG, a vCPU running an
- * L2 carries the L2's offset in env; the L1's is in the saved host state.
+ * The L1 guest's TB offset. Under TCG it is always 0 (a pseries guest
+ * cannot write its TB, and QEMU advances the virtual clock instead); env
+ * may hold an L2's offset while a vCPU runs one (nested HV), and the
+ * saved L1 state has no offset under the nested-PAPR API. Under KVM the
+ * kernel runs the L2s and env holds the L1's.
  */
 static int64_t tb_sync_l1_offset(PowerPCCPU *cpu)
 {
-    SpaprCpuState *spapr_cpu = spapr_cpu_state(cpu);
-
-    if (spapr_cpu && spapr_cpu->in_nested && spapr_cpu->nested_host_state) {
-        return spapr_cpu->nested_host_state->tb_offset;
-    }
-    return cpu->env.tb_env->tb_offset;
+    return kvm_enabled() ? cpu->env.tb_env->tb_offset : 0;
 }
 
 /* Virtual clock in TB ticks: what TCG adds tb_offset to. */
@@ -196,6 +194,8 @@ static void tb_sync_apply_tcg(const PPCTBSyncRecord *rec)
         trace_ppc_tb_sync_tcg_advance(now_tb, rec->result.target_tb, 0);
         return;
     }
+    /* Never more than the decided (capped) advance, whatever now_tb is. */
+    ticks = MIN((uint64_t)ticks, rec->result.delta_ticks);
     if (icount_enabled()) {
         warn_report_once("timebase: cannot advance the virtual clock under "
                          "icount; the guest TB stays frozen");
@@ -329,10 +329,13 @@ static bool tb_sync_apply_kvm(PPCTBSync *s, PPCTBSyncRecord *rec,
     rec->kvm = true;
     rec->kvm_requested_offset = offset;
     CPU_FOREACH(cs) {
-        int64_t want = offset, got = 0;
+        int64_t got = 0;
 
-        ret = cs->cpu_index == s->x_kvm_fail_vcpu ? -EINVAL :
-              tb_sync_kvm_set_offset(POWERPC_CPU(cs), want);
+        if (cs->cpu_index == s->x_kvm_fail_vcpu) {
+            ret = -EINVAL;      /* fault injection, for tests */
+        } else {
+            ret = tb_sync_kvm_set_offset(POWERPC_CPU(cs), offset);
+        }
         if (!ret) {
             ret = tb_sync_kvm_get_offset(POWERPC_CPU(cs), &got);
         }
@@ -374,6 +377,13 @@ static bool tb_sync_apply_kvm(PPCTBSync *s, PPCTBSyncRecord *rec,
     return true;
 }
 
+/* The held pair was applied (or cannot be): the VM runs from here. */
+static void tb_sync_consumed(PPCTBSync *s)
+{
+    s->state = PPC_TB_SYNC_IDLE;
+    s->loaded_subsection = false;
+}
+
 static void tb_sync_resume(SpaprMachineState *spapr)
 {
     PPCTBSync *s = tb_sync_of(spapr);
@@ -408,8 +418,6 @@ static void tb_sync_resume(SpaprMachineState *spapr)
         rec.trigger == TIMEBASE_ADJUST_TRIGGER_LOADVM;
     rec.floor_tb = held.floor_tb;
     rec.pairing_err_ns = tbcalc_ticks_to_ns(held.err_ticks, freq);
-    s->state = PPC_TB_SYNC_IDLE;
-    s->loaded_subsection = false;
 
     if (kvm_enabled()) {
         TBCalcPair now;
@@ -426,6 +434,7 @@ static void tb_sync_resume(SpaprMachineState *spapr)
                              "whatever the policy");
             trace_ppc_tb_sync_kvm_unsupported(TimebaseAdjustTrigger_str(
                                                   rec.trigger));
+            tb_sync_consumed(s);
             return;
         }
         /* The target's realtime and the host TB it is applied to: a pair. */
@@ -467,23 +476,52 @@ static void tb_sync_resume(SpaprMachineState *spapr)
                                 rec.result.applied_ns);
     }
 
-    if (kvm_enabled()) {
-        if (!tb_sync_apply_kvm(s, &rec, &err)) {
-            /* vCPUs with different TBs hang a Linux guest: do not run. */
-            error_append_hint(&err, "The VM is stopped; the guest timebase "
-                              "is unchanged.\n");
-            error_report_err(err);
-            qemu_system_vmstop_request_prepare();
-            qemu_system_vmstop_request(RUN_STATE_INTERNAL_ERROR);
-        }
-    } else {
+    if (kvm_enabled() && !tb_sync_apply_kvm(s, &rec, &err)) {
+        /*
+         * vCPUs with different TBs hang a Linux guest: they were put back
+         * to the offset they all had, and the VM is stopped as soon as
+         * the main loop runs (a state change handler cannot keep vm_start
+         * from resuming the vCPUs). The pair stays held, for a later
+         * start or migration.
+         */
+        error_append_hint(&err, "The VM is being stopped (internal-error) "
+                          "with its previous timebase offset.\n");
+        error_report_err(err);
+        qemu_system_vmstop_request_prepare();
+        qemu_system_vmstop_request(RUN_STATE_INTERNAL_ERROR);
+        return;
+    }
+    if (!kvm_enabled()) {
         tb_sync_apply_tcg(&rec);
     }
+    tb_sync_consumed(s);
     s->last = rec;
 
     event = tb_sync_record_to_qapi(&rec);
     qapi_event_send_timebase_adjusted(event);
     qapi_free_TimebaseAdjustment(event);
+}
+
+/*
+ * A user pause that meets a migration (libvirt pauses the VM for a
+ * non-live migration, for `virsh save` and for --timeout-suspend) is
+ * downtime from the later of the pause and the migration's start, with
+ * the TB where the pause froze it: the pair is re-dated. When the
+ * migration ends (failed, or done and the source is continued anyway),
+ * the VM is still paused there, and the pause goes on.
+ */
+static void tb_sync_pause_to_downtime(PPCTBSync *s)
+{
+    if (s->policy != TBCALC_POLICY_DOWNTIME) {
+        return;     /* freeze and wallclock count no pause differently */
+    }
+    s->pause = s->held;
+    s->pause_in_migration = true;
+    s->held.realtime_ns = tb_sync_realtime_ns(s);
+    s->held.err_ticks = 0;      /* a frozen TB: the pair is exact */
+    s->held.user_paused = false;
+    trace_ppc_tb_sync_save("pause turned into migration downtime",
+                           s->held.tb, s->held.realtime_ns, 0, false);
 }
 
 static void tb_sync_vm_state_change(void *opaque, bool running,
@@ -499,56 +537,50 @@ static void tb_sync_vm_state_change(void *opaque, bool running,
     }
     /* Upstream's stop-side bookkeeping for its own (compat) fields. */
     cpu_ppc_clock_vm_state_change(&spapr->tb, false, state);
-    if (!tb_sync_sample(s, &s->held)) {
-        s->state = PPC_TB_SYNC_IDLE;
+    if (s->state != PPC_TB_SYNC_IDLE) {
+        /* The start could not apply the pair (KVM refused): keep it. */
         return;
     }
-    /*
-     * A pause while a migration runs (libvirt's --timeout-suspend, a
-     * background snapshot) is part of the migration's downtime.
-     */
-    s->held.user_paused = tb_sync_is_user_pause(state) &&
-                          !migration_is_running();
+    if (!tb_sync_sample(s, &s->held)) {
+        return;
+    }
+    s->held.user_paused = tb_sync_is_user_pause(state);
     s->state = PPC_TB_SYNC_STOPPED;
     s->resample_at_save = kvm_enabled() && !s->held.user_paused;
-    /* A TB a stock destination can use too, under TCG as well. */
+    /*
+     * For a stock destination, which reads guest_timebase under KVM
+     * (upstream's pre_save reads it again unless the VM was paused).
+     */
     spapr->tb.guest_timebase = s->held.tb;
     trace_ppc_tb_sync_save("stop", s->held.tb, s->held.realtime_ns,
                            s->held.err_ticks, s->held.user_paused);
+    if (s->held.user_paused && migration_is_running()) {
+        /* Paused while a migration runs (--timeout-suspend): downtime. */
+        tb_sync_pause_to_downtime(s);
+    }
 }
 
-/*
- * A VM paused before its migration starts (libvirt pauses it for a
- * non-live migration and for `virsh save`): the pause ends there and the
- * migration's downtime begins, with the TB where the pause froze it. If
- * the migration fails the VM is still paused, and the pause goes on.
- */
 static int tb_sync_migration_event(NotifierWithReturn *notifier,
                                    MigrationEvent *e, Error **errp)
 {
-    PPCTBSync *s = container_of(notifier, PPCTBSync, migration_notifier);
+    PPCTBSync *s = container_of(notifier, PPCTBSyncMigrationNotifier,
+                                notifier)->s;
 
     switch (e->type) {
     case MIG_EVENT_PRECOPY_SETUP:
-        if (s->state == PPC_TB_SYNC_STOPPED && s->held.user_paused &&
-            s->policy == TBCALC_POLICY_DOWNTIME) {
-            s->pause = s->held;
-            s->pause_in_migration = true;
-            s->held.realtime_ns = tb_sync_realtime_ns(s);
-            s->held.err_ticks = 0;      /* a frozen TB: the pair is exact */
-            s->held.user_paused = false;
-            trace_ppc_tb_sync_save("migration of a paused VM", s->held.tb,
-                                   s->held.realtime_ns, 0, false);
+        if (s->state == PPC_TB_SYNC_STOPPED && s->held.user_paused) {
+            tb_sync_pause_to_downtime(s);
         }
         break;
+    case MIG_EVENT_PRECOPY_DONE:    /* the device state has gone out */
     case MIG_EVENT_PRECOPY_FAILED:
         if (s->pause_in_migration && s->state == PPC_TB_SYNC_STOPPED) {
             s->held = s->pause;
+            s->resample_at_save = false;
         }
         s->pause_in_migration = false;
         break;
     default:
-        s->pause_in_migration = false;
         break;
     }
     return 0;
@@ -693,8 +725,9 @@ int spapr_tb_sync_post_load(SpaprMachineState *spapr)
     PPCTBSync *s = tb_sync_of(spapr);
     Error *err = NULL;
 
-    /* loadvm, snapshot-load and -loadvm do not run in the inmigrate state */
-    s->loaded_by_migration = runstate_check(RUN_STATE_INMIGRATE);
+    /* loadvm, snapshot-load and -loadvm run in another state */
+    s->loaded_by_migration = runstate_check(RUN_STATE_INMIGRATE) ||
+                             runstate_check(RUN_STATE_COLO);
     if (kvm_enabled() && s->loaded_by_migration && tb_sync_kvm_check(&err)) {
         /*
          * Refuse: the guest would read this host's TB, from another
@@ -865,10 +898,18 @@ void spapr_tb_sync_instance_init(SpaprMachineState *spapr)
 
 void spapr_tb_sync_machine_init(SpaprMachineState *spapr)
 {
+    PPCTBSync *s = tb_sync_of(spapr);
+    MigMode mode;
+
     /* Replaces upstream's KVM-only cpu_ppc_clock_vm_state_change. */
     qemu_add_vm_change_state_handler(tb_sync_vm_state_change, spapr);
-    migration_add_notifier(&tb_sync_of(spapr)->migration_notifier,
-                           tb_sync_migration_event);
+    /* cpr-reboot saves a paused VM to a file: a migration like others */
+    QEMU_BUILD_BUG_ON(ARRAY_SIZE(s->migration_notifier) != MIG_MODE__MAX);
+    for (mode = 0; mode < MIG_MODE__MAX; mode++) {
+        s->migration_notifier[mode].s = s;
+        migration_add_notifier_mode(&s->migration_notifier[mode].notifier,
+                                    tb_sync_migration_event, mode);
+    }
 }
 
 /* ---- Monitor ---- */

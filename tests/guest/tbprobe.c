@@ -316,7 +316,10 @@ static void dirtier(const struct opts *o)
     }
 }
 
-/* A CPU that comes online later (hot-plugged) gets a spinner too. */
+/*
+ * A CPU that comes online later (hot-plugged) gets a spinner too. CPUs
+ * are taken to be numbered 0..N-1 (QEMU's pseries hot-plugs the next).
+ */
 static void watch_cpus(long ncpu, uint64_t freq, const struct opts *o,
                        struct shared *sh)
 {
@@ -365,6 +368,7 @@ int main(int argc, char **argv)
     struct shared *sh = NULL;
     uint64_t freq;
     long ncpu = 1;
+    pid_t watcher;
     int i;
 
     for (i = 1; i < argc; i++) {
@@ -381,6 +385,9 @@ int main(int argc, char **argv)
     }
     if (o.all_cpus) {
         ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+        if (ncpu > MAX_CPUS) {
+            ncpu = MAX_CPUS;
+        }
         sh = mmap(NULL, sizeof(*sh), PROT_READ | PROT_WRITE,
                   MAP_SHARED | MAP_ANONYMOUS, -1, 0);
         if (sh == MAP_FAILED) {
@@ -419,11 +426,13 @@ int main(int argc, char **argv)
             _exit(0);
         }
     }
-    if (fork() == 0) {
+    watcher = fork();
+    if (watcher == 0) {
         watch_cpus(ncpu, freq, &o, sh);
         _exit(0);
     }
     run(0, freq, &o, sh);
+    kill(watcher, SIGTERM);
     while (wait(NULL) > 0) {
     }
     return 0;

@@ -10,6 +10,8 @@
 #define HW_PPC_PPC_TB_SYNC_H
 
 #include "qemu/notify.h"
+#include "qom/object.h"
+#include "migration/vmstate.h"
 #include "hw/ppc/ppc_tb_calc.h"
 
 /* 2 added floor_tb; format 1 streams are still read. */
@@ -76,7 +78,14 @@ typedef enum PPCTBSyncState {
     PPC_TB_SYNC_LOADED,         /* loaded, not started: @held came in */
 } PPCTBSyncState;
 
-typedef struct PPCTBSync {
+typedef struct PPCTBSync PPCTBSync;
+
+typedef struct PPCTBSyncMigrationNotifier {
+    NotifierWithReturn notifier;
+    PPCTBSync *s;
+} PPCTBSyncMigrationNotifier;
+
+struct PPCTBSync {
     /* Machine properties */
     bool send_subsection;       /* tb-sync */
     int policy;                 /* tb-policy (TimebasePolicy) */
@@ -99,13 +108,13 @@ typedef struct PPCTBSync {
     /* A user pause turned into migration downtime, and the pause itself */
     bool pause_in_migration;
     PPCTBSyncSample pause;
-    NotifierWithReturn migration_notifier;
+    PPCTBSyncMigrationNotifier migration_notifier[3];   /* per MigMode */
 
     /* The subsection's fields, as they travel */
     PPCTBSyncWire wire;
 
     PPCTBSyncRecord last;
-} PPCTBSync;
+};
 
 struct SpaprMachineState;
 
