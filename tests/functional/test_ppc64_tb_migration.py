@@ -582,6 +582,47 @@ class TBMigrationTest(QemuSystemTest):
         self.assertEqual(reader.of_kind('back') + creader.of_kind('back'),
                          [])
 
+    def test_pause_outlives_failed_migration(self):
+        """A paused VM whose migration fails, and a VM paused while its
+        migration runs (libvirt's --timeout-suspend) whose migration is
+        then cancelled: the VM is still paused there, and the pause goes
+        on (cont: frozen under the default policy)."""
+        rig = self.rig()
+        src, reader = rig.start_source()
+        src.cmd('stop')
+        dst, _, port = rig.start_destination()
+        rig.start_migration(src, port)
+        dst.kill()
+        src.cmd('migrate-continue', state='pre-switchover')
+        src.event_wait('MIGRATION', timeout=30,
+                       match={'data': {'status': 'failed'}})
+        self.assertEqual(src.cmd('query-status')['status'], 'paused')
+        time.sleep(0.5)
+        src.cmd('cont')
+        last = src.cmd('query-timebase')['last-adjustment']
+        self.assertEqual(last['reason'], 'user-paused')
+        self.assertEqual(last['delta-ticks'], 0)
+
+        _, _, port = rig.start_destination()
+        src.cmd('migrate-set-capabilities', capabilities=[
+            {'capability': 'pause-before-switchover', 'state': False}])
+        src.cmd('migrate-set-parameters', **{'max-bandwidth': 1 << 20})
+        src.cmd('migrate', uri=f'tcp:127.0.0.1:{port}')
+        src.event_wait('MIGRATION', timeout=30,
+                       match={'data': {'status': 'active'}})
+        src.cmd('stop')
+        time.sleep(0.5)
+        src.cmd('migrate_cancel')
+        src.event_wait('MIGRATION', timeout=30,
+                       match={'data': {'status': 'cancelled'}})
+        self.assertEqual(src.cmd('query-status')['status'], 'paused')
+        src.cmd('cont')
+        last = src.cmd('query-timebase')['last-adjustment']
+        self.assertEqual(last['reason'], 'user-paused')
+        n = len(reader.of_kind('sum'))
+        reader.wait_for('sum', count=n + 3, timeout=30)
+        self.assertEqual(reader.of_kind('back'), [])
+
     def snapshot_tb(self, vm, name):
         """savevm NAME on vm; the TB it saved."""
         self.assertEqual(vm.cmd('human-monitor-command',
@@ -849,6 +890,58 @@ class TBMigrationTest(QemuSystemTest):
                       'error %.3f ms', event_time(resume) - event_time(stop),
                       error_s * 1e3)
         self.assertLess(abs(error_s), ERROR_BOUND_S)
+        self.assertEqual(reader.of_kind('back') + dreader.of_kind('back'),
+                         [])
+
+    def test_mode_cpr_reboot(self):
+        """cpr-reboot (a paused VM saved to a file across a host reboot,
+        restored and continued): the pause before the save is frozen,
+        the rest is downtime (compensated, capped)."""
+        rig = self.rig()
+        src, reader = rig.start_source()
+        before = reader.of_kind('sum')
+        src.cmd('stop')
+        stop = src.event_wait('STOP', timeout=10)
+        time.sleep(1.0)
+        path = os.path.join(self.workdir, 'cpr.mig')
+        mode = MigrationMode(params={'mode': 'cpr-reboot'},
+                             dst_params={'mode': 'cpr-reboot'})
+        src.cmd('migrate-set-capabilities', capabilities=mode.caps_arg())
+        src.cmd('migrate-set-parameters', **mode.params)
+        src.cmd('migrate', uri=f'file:{path}')
+        setup = src.event_wait('MIGRATION', timeout=30,
+                               match={'data': {'status': 'setup'}})
+        src.event_wait('MIGRATION', timeout=60,
+                       match={'data': {'status': 'completed'}})
+        src.shutdown()
+        time.sleep(1.0)
+        rig.hop += 1
+        dst = rig.new_vm('cpr', self.qemu_bin, rig.dst_machine_opts,
+                         incoming='defer')
+        dst.launch()
+        dreader = ProbeReader(dst.console_socket, os.path.join(
+            self.outputdir, 'console-cpr.log'))
+        dst.cmd('migrate-set-capabilities', capabilities=mode.caps_arg())
+        dst.cmd('migrate-set-parameters', **mode.dst_params)
+        dst.cmd('migrate-incoming', uri=f'file:{path}')
+        dst.event_wait('MIGRATION', timeout=60,
+                       match={'data': {'status': 'completed'}})
+        self.assertEqual(dst.cmd('query-status')['status'], 'paused')
+        dst.cmd('cont')
+        resume = dst.event_wait('RESUME', timeout=10)
+        post = dreader.wait_for('sum', count=rig.lag_samples, timeout=60)
+        last = dst.cmd('query-timebase')['last-adjustment']
+        self.assertEqual(last['trigger'], 'migration')
+        self.assertEqual(last['reason'], 'applied')
+        self.assertAlmostEqual(last['measured-ns'] / 1e9,
+                               event_time(resume) - event_time(setup),
+                               delta=0.02)
+        paused_s = event_time(setup) - event_time(stop)
+        error_s = (guest_lag(before[-rig.lag_samples:], rig.freq) -
+                   guest_lag(post, rig.freq))
+        self.log.info('cpr-reboot: paused %.3f s, TB error %.3f ms',
+                      paused_s, error_s * 1e3)
+        self.assertAlmostEqual(error_s, -paused_s, delta=ERROR_BOUND_S * 2)
         self.assertEqual(reader.of_kind('back') + dreader.of_kind('back'),
                          [])
 

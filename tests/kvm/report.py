@@ -65,8 +65,7 @@ def main(path):
         if 'hotplug_offsets' in r:
             print(f"\n{r['scenario']}, {r['qemu']}: vCPU TB offsets "
                   f"{r['hotplug_offsets']} (the second hot-plugged), "
-                  f"{r['skews']} skew reports (up to {r['skew_max_s']} s), "
-                  f"its probe {'ran' if r['new_vcpu_ran'] else 'never ran'}")
+                  f"{r['skews']} skew reports (up to {r['skew_max_s']} s)")
         if 'paused_ms' in r:
             print(f"\n{r['scenario']}, {r['qemu']}: paused {r['paused_ms']} "
                   f"ms before the first migration (frozen by the rule, "

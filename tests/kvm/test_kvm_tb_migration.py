@@ -71,9 +71,8 @@ class KvmTBMigrationTest(KvmTestBase):
         self.kvm_set_fails('powernv9', 'power9', 'TB offset refused on vCPU 1')
 
     def test_p9_hotplug_after_migration(self):
-        """A core hot-plugged after a migration: same TB offset (patch
-        0007). Stock QEMU 10.0 on the same host, for the record: its new
-        vCPU keeps the host's TB."""
+        """A core hot-plugged after a migration: same TB offset, the
+        fork and stock QEMU 10.0 side by side on one host."""
         h = self.host('A')
         self.hotplug_after_migration(h, FORK, ('a', 'b'),
                                      'hotplug after migration')
