@@ -97,10 +97,14 @@ clean:
 	rm -rf $(BUILD)
 
 # Benchmark (not a test): stock 10.0.2 vs fork, BENCH_N migrations per
-# configuration (default 20), written to build/bench/bench.{md,png}.
+# forced-stop configuration (default 20) and BENCH_LOAD_N per load
+# configuration (guest RAM x precopy/postcopy, no forced stop; default
+# 3), written to build/bench/bench.{md,png} and bench-load.png.
 BENCH_N ?= 20
+BENCH_LOAD_N ?= 3
 .PHONY: bench
 bench: qemu-native guest
-	@$(PYTHON) scripts/bench.py -n $(BENCH_N) --fork $(QEMU_NATIVE) \
+	@$(PYTHON) scripts/bench.py -n $(BENCH_N) --load-n $(BENCH_LOAD_N) \
+	    --fork $(QEMU_NATIVE) \
 	    --guest $(GUEST) --qemu-python $(BUILD)/qemu-src/python \
 	    --out $(BUILD)/bench

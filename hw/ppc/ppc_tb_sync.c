@@ -769,11 +769,17 @@ static void tb_sync_set_max_delta(Object *obj, Visitor *v, const char *name,
     tb_sync_of(SPAPR_MACHINE(obj))->max_delta_ms = value;
 }
 
-static void tb_sync_get_skew(Object *obj, Visitor *v, const char *name,
-                             void *opaque, Error **errp)
+/* int64 properties; opaque: the field's offset in PPCTBSync. */
+static int64_t *tb_sync_int64_field(Object *obj, void *opaque)
 {
-    visit_type_int64(v, name,
-                     &tb_sync_of(SPAPR_MACHINE(obj))->x_realtime_skew_ms, errp);
+    return (void *)tb_sync_of(SPAPR_MACHINE(obj)) + (uintptr_t)opaque;
+}
+
+/* Get or set: the visitor goes either way. */
+static void tb_sync_visit_int64(Object *obj, Visitor *v, const char *name,
+                                void *opaque, Error **errp)
+{
+    visit_type_int64(v, name, tb_sync_int64_field(obj, opaque), errp);
 }
 
 static void tb_sync_set_skew(Object *obj, Visitor *v, const char *name,
@@ -789,21 +795,7 @@ static void tb_sync_set_skew(Object *obj, Visitor *v, const char *name,
                    value);
         return;
     }
-    tb_sync_of(SPAPR_MACHINE(obj))->x_realtime_skew_ms = value;
-}
-
-static void tb_sync_get_fail_vcpu(Object *obj, Visitor *v, const char *name,
-                                  void *opaque, Error **errp)
-{
-    visit_type_int64(v, name,
-                     &tb_sync_of(SPAPR_MACHINE(obj))->x_kvm_fail_vcpu, errp);
-}
-
-static void tb_sync_set_fail_vcpu(Object *obj, Visitor *v, const char *name,
-                                  void *opaque, Error **errp)
-{
-    visit_type_int64(v, name,
-                     &tb_sync_of(SPAPR_MACHINE(obj))->x_kvm_fail_vcpu, errp);
+    *tb_sync_int64_field(obj, opaque) = value;
 }
 
 static bool tb_sync_get_subsection(Object *obj, Error **errp)
@@ -853,13 +845,15 @@ void spapr_tb_sync_class_init(ObjectClass *oc)
         "Send the spapr/timebase-sync migration subsection (off: "
         "migratable to QEMU without it)");
     object_class_property_add(oc, "x-tb-realtime-skew-ms", "int64",
-                              tb_sync_get_skew, tb_sync_set_skew, NULL, NULL);
+                              tb_sync_visit_int64, tb_sync_set_skew, NULL,
+                              (void *)offsetof(PPCTBSync,
+                                               x_realtime_skew_ms));
     object_class_property_set_description(oc, "x-tb-realtime-skew-ms",
         "Experimental, for tests: offset added to this process's host "
         "realtime readings");
     object_class_property_add(oc, "x-tb-kvm-fail-vcpu", "int64",
-                              tb_sync_get_fail_vcpu, tb_sync_set_fail_vcpu,
-                              NULL, NULL);
+                              tb_sync_visit_int64, tb_sync_visit_int64, NULL,
+                              (void *)offsetof(PPCTBSync, x_kvm_fail_vcpu));
     object_class_property_set_description(oc, "x-tb-kvm-fail-vcpu",
         "Experimental, for tests: setting KVM_REG_PPC_TB_OFFSET on this "
         "vCPU fails (-1: none)");

@@ -297,19 +297,22 @@ class TBMigrationRig:
 
     def start_migration(self, src: QEMUMachine, port: int,
                         return_path: bool = False,
-                        mode: Optional['MigrationMode'] = None) -> None:
-        """Start migrating src to port; it stops in pre-switchover."""
+                        mode: Optional['MigrationMode'] = None,
+                        pause: bool = True) -> None:
+        """Start migrating src to port; with pause, it stops in
+        pre-switchover."""
         mode = mode or MigrationMode()
         src.cmd('migrate-set-capabilities', capabilities=mode.caps_arg(
-            return_path, ['pause-before-switchover']))
+            return_path, ['pause-before-switchover'] if pause else []))
         src.cmd('migrate-set-parameters', **{'max-bandwidth': 10 << 30,
                                              'downtime-limit': 300,
                                              **mode.params})
         src.cmd('migrate', uri=f'tcp:127.0.0.1:{port}')
         if mode.postcopy:
             src.cmd('migrate-start-postcopy')
-        src.event_wait('MIGRATION', timeout=120,
-                       match={'data': {'status': 'pre-switchover'}})
+        if pause:
+            src.event_wait('MIGRATION', timeout=120,
+                           match={'data': {'status': 'pre-switchover'}})
 
     def migrate(self, src: QEMUMachine, src_reader: ProbeReader,
                 stop_s: float, dst_bin: Optional[str] = None,
@@ -323,7 +326,8 @@ class TBMigrationRig:
 
         With dst_hold_s, the destination starts with -S and is only
         continued that long after the migration completed (as a
-        management layer does), which adds to the stop. mode: the
+        management layer does), which adds to the stop. stop_s None:
+        no forced stop (no pause-before-switchover). mode: the
         capabilities and parameters of the migration (precopy by
         default); during_postcopy(src, dst) runs once the destination
         runs and postcopy is still active.
@@ -331,23 +335,24 @@ class TBMigrationRig:
         dst, dst_reader, port = self.start_destination(
             dst_bin, dst_opts, autostart=dst_hold_s is None, mode=mode)
         before = src_reader.of_kind('sum')
-        self.start_migration(src, port, mode=mode)
-        time.sleep(stop_s)
-        src.cmd('migrate-continue', state='pre-switchover')
+        self.start_migration(src, port, mode=mode, pause=stop_s is not None)
+        if stop_s is not None:
+            time.sleep(stop_s)
+            src.cmd('migrate-continue', state='pre-switchover')
         if dst_hold_s is not None:
             dst.event_wait('MIGRATION', timeout=120,
                            match={'data': {'status': 'completed'}})
             time.sleep(dst_hold_s)
             dst.cmd('cont')
-        resume = wait_resume_or_failure(src, dst)
+        resume = wait_resume_or_failure(src, dst, timeout=600)
         stop = src.event_wait('STOP', timeout=10)
         if during_postcopy:
             during_postcopy(src, dst)
-        src.event_wait('MIGRATION', timeout=120,
+        src.event_wait('MIGRATION', timeout=600,
                        match={'data': {'status': 'completed'}})
         info = src.cmd('query-migrate')
         result = measure_migration(src_reader, dst_reader, before, stop,
-                                   resume, self.freq, stop_s,
+                                   resume, self.freq, stop_s or 0.0,
                                    info.get('downtime'), self.lag_samples,
                                    settle_s)
         result.extra['status'] = info.get('status')

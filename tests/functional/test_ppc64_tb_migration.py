@@ -70,6 +70,15 @@ class TBMigrationTest(QemuSystemTest):
                                    f'{path} 16M'), 0)
         return path
 
+    def disk_rig(self):
+        """A rig whose guests have a qcow2 drive (node disk0) for
+        snapshots."""
+        disk = self.new_qcow2('disk.qcow2')
+        rig = self.rig()
+        rig.extra_args = ['-drive', f'if=none,id=d0,node-name=disk0,'
+                          f'format=qcow2,file={disk}']
+        return rig
+
     def assert_compensated(self, res):
         self.log.info('migration: %s', res)
         self.assertEqual(res.backwards, 0, 'the guest TB went backwards')
@@ -498,27 +507,34 @@ class TBMigrationTest(QemuSystemTest):
 
     def test_savevm_loadvm(self):
         """savevm/loadvm: the TB is the snapshot's (user pause: frozen)."""
-        disk = self.new_qcow2('disk.qcow2')
-        rig = self.rig()
-        rig.extra_args = ['-drive', f'if=none,id=d0,format=qcow2,'
-                          f'file={disk}']
+        rig = self.disk_rig()
         src, reader = rig.start_source()
-        hmp = src.cmd('human-monitor-command', command_line='savevm snap1')
-        self.assertEqual(hmp.strip(), '')
-        last = src.cmd('query-timebase')['last-adjustment']
+
+        def hmp(line):
+            # (loadvm repeats the TCG capability warnings of the command
+            # line: only errors count)
+            self.assertNotIn('rror', src.cmd('human-monitor-command',
+                                             command_line=line))
+
+        self.assert_snapshot_round_trip(src, reader,
+                                        lambda: hmp('savevm snap1'),
+                                        lambda: hmp('loadvm snap1'))
+
+    def assert_snapshot_round_trip(self, vm, reader, save, load):
+        """save() a snapshot, load() it 1 s later: the TB is the
+        snapshot's (a pause: frozen), and the guest, continuing from the
+        snapshot's state, sees no backwards step."""
+        save()
+        last = vm.cmd('query-timebase')['last-adjustment']
         self.assertEqual(last['reason'], 'user-paused')
         saved_tb = last['saved-tb']
         time.sleep(1.0)
-        hmp = src.cmd('human-monitor-command', command_line='loadvm snap1')
-        # (loadvm repeats the TCG capability warnings of the command line)
-        self.assertNotIn('rror', hmp)
-        last = src.cmd('query-timebase')['last-adjustment']
+        load()
+        last = vm.cmd('query-timebase')['last-adjustment']
         self.assertEqual(last['trigger'], 'loadvm')
         self.assertEqual(last['reason'], 'user-paused')
         self.assertEqual(last['saved-tb'], saved_tb)
         self.assertEqual(last['target-tb'], saved_tb)
-        # The guest continues from the snapshot's state: no backwards step
-        # as seen from inside.
         n = len(reader.of_kind('sum'))
         reader.wait_for('sum', count=n + 5, timeout=30)
         self.assertEqual(reader.of_kind('back'), [])
@@ -632,10 +648,7 @@ class TBMigrationTest(QemuSystemTest):
     def test_two_loads_without_start(self):
         """loadvm of a snapshot with the subsection, then of one without
         it, then cont: the second load's TB, not a mix of the two."""
-        disk = self.new_qcow2('disk.qcow2')
-        rig = self.rig()
-        rig.extra_args = ['-drive', f'if=none,id=d0,format=qcow2,'
-                          f'file={disk}']
+        rig = self.disk_rig()
         vm, reader = rig.start_source()
         tb_sub = self.snapshot_tb(vm, 'with')
         time.sleep(0.5)
@@ -664,10 +677,7 @@ class TBMigrationTest(QemuSystemTest):
 
     def test_cmdline_loadvm(self):
         """-loadvm NAME is a snapshot load (frozen), not a migration."""
-        disk = self.new_qcow2('disk.qcow2')
-        rig = self.rig()
-        rig.extra_args = ['-drive', f'if=none,id=d0,format=qcow2,'
-                          f'file={disk}']
+        rig = self.disk_rig()
         vm, _ = rig.start_source()
         saved_tb = self.snapshot_tb(vm, 'snap1')
         vm.shutdown()
@@ -948,10 +958,7 @@ class TBMigrationTest(QemuSystemTest):
     def test_snapshot_jobs(self):
         """The snapshot-save / snapshot-load QMP jobs are savevm/loadvm:
         the TB is the snapshot's (a pause: frozen)."""
-        disk = self.new_qcow2('disk.qcow2')
-        rig = self.rig()
-        rig.extra_args = ['-drive', f'if=none,id=d0,node-name=disk0,'
-                          f'format=qcow2,file={disk}']
+        rig = self.disk_rig()
         vm, reader = rig.start_source()
 
         def job(cmd, job_id, **args):
@@ -964,20 +971,9 @@ class TBMigrationTest(QemuSystemTest):
             self.assertNotIn('error', job_info)
             vm.cmd('job-dismiss', id=job_id)
 
-        job('snapshot-save', 'save', vmstate='disk0')
-        last = vm.cmd('query-timebase')['last-adjustment']
-        self.assertEqual(last['reason'], 'user-paused')
-        saved_tb = last['saved-tb']
-        time.sleep(1.0)
-        job('snapshot-load', 'load', vmstate='disk0')
-        last = vm.cmd('query-timebase')['last-adjustment']
-        self.assertEqual(last['trigger'], 'loadvm')
-        self.assertEqual(last['reason'], 'user-paused')
-        self.assertEqual(last['saved-tb'], saved_tb)
-        self.assertEqual(last['target-tb'], saved_tb)
-        n = len(reader.of_kind('sum'))
-        reader.wait_for('sum', count=n + 5, timeout=30)
-        self.assertEqual(reader.of_kind('back'), [])
+        self.assert_snapshot_round_trip(
+            vm, reader, lambda: job('snapshot-save', 'save', vmstate='disk0'),
+            lambda: job('snapshot-load', 'load', vmstate='disk0'))
 
     def test_record_replay(self):
         """Record/replay: no realtime stamp, no compensation, replayable.

@@ -113,7 +113,14 @@ class KvmTBMigrationTest(KvmTestBase):
         outer.qmp('migrate-set-capabilities', capabilities=[
             {'capability': 'pause-before-switchover', 'state': True},
             {'capability': 'events', 'state': True}])
+        resume = None
         for attempt in range(1, 21):
+            if resume:
+                # The window before the stop must not hold the previous
+                # attempt's resume: 20 lines from after it has settled.
+                settled = event_time(resume) + 0.3
+                l2.reader.wait_for('sum', count=20, timeout=120,
+                                   pred=lambda p: p.host_time > settled)
             before = l2.reader.of_kind('sum')
             outer.get_qmp_events(wait=False)
             outer.qmp('migrate', uri='exec:cat > /dev/null')
