@@ -360,8 +360,10 @@ class TBMigrationRig:
         return dst, dst_reader, result
 
     def restore_from_file(self, path: str, mode: Optional['MigrationMode']
-                          = None) -> (QEMUMachine, ProbeReader, dict):
-        """A new QEMU loading a migration file; its RESUME event."""
+                          = None, resume: bool = True
+                          ) -> (QEMUMachine, ProbeReader, Optional[dict]):
+        """A new QEMU loading a migration file; its RESUME event (resume
+        False: a paused VM's state, loaded and left paused; None)."""
         mode = mode or MigrationMode()
         self.hop += 1
         dst = self.new_vm(f'dst{self.hop}', self.dst_qemu_bin,
@@ -373,6 +375,10 @@ class TBMigrationRig:
         if mode.dst_params:
             dst.cmd('migrate-set-parameters', **mode.dst_params)
         dst.cmd('migrate-incoming', uri=f'file:{path}')
+        if not resume:
+            dst.event_wait('MIGRATION', timeout=120,
+                           match={'data': {'status': 'completed'}})
+            return dst, reader, None
         return dst, reader, dst.event_wait('RESUME', timeout=120)
 
     def migrate_via_file(self, src: QEMUMachine, src_reader: ProbeReader,

@@ -925,17 +925,7 @@ class TBMigrationTest(QemuSystemTest):
                        match={'data': {'status': 'completed'}})
         src.shutdown()
         time.sleep(1.0)
-        rig.hop += 1
-        dst = rig.new_vm('cpr', self.qemu_bin, rig.dst_machine_opts,
-                         incoming='defer')
-        dst.launch()
-        dreader = ProbeReader(dst.console_socket, os.path.join(
-            self.outputdir, 'console-cpr.log'))
-        dst.cmd('migrate-set-capabilities', capabilities=mode.caps_arg())
-        dst.cmd('migrate-set-parameters', **mode.dst_params)
-        dst.cmd('migrate-incoming', uri=f'file:{path}')
-        dst.event_wait('MIGRATION', timeout=60,
-                       match={'data': {'status': 'completed'}})
+        dst, dreader, _ = rig.restore_from_file(path, mode, resume=False)
         self.assertEqual(dst.cmd('query-status')['status'], 'paused')
         dst.cmd('cont')
         resume = dst.event_wait('RESUME', timeout=10)
