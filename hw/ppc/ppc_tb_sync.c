@@ -160,6 +160,7 @@ static bool tb_sync_sample(PPCTBSync *s, PPCTBSyncSample *out)
         }
     }
     out->floor_tb = out->tb;
+    out->user_paused = false;
     return true;
 }
 
@@ -189,13 +190,15 @@ static void tb_sync_apply_tcg(const PPCTBSyncRecord *rec)
     int64_t ticks = (int64_t)(rec->result.target_tb - now_tb);
     int64_t ns;
 
+    /* Never more than the decided (capped) advance, whatever now_tb is. */
+    if (ticks > 0) {
+        ticks = MIN((uint64_t)ticks, rec->result.delta_ticks);
+    }
     if (ticks <= 0) {
         /* Already at or past the target: never move the TB back. */
         trace_ppc_tb_sync_tcg_advance(now_tb, rec->result.target_tb, 0);
         return;
     }
-    /* Never more than the decided (capped) advance, whatever now_tb is. */
-    ticks = MIN((uint64_t)ticks, rec->result.delta_ticks);
     if (icount_enabled()) {
         warn_report_once("timebase: cannot advance the virtual clock under "
                          "icount; the guest TB stays frozen");
@@ -306,7 +309,8 @@ static void tb_sync_held_pair(SpaprMachineState *spapr, PPCTBSyncSample *pair)
                                  qemu_clock_get_ns(QEMU_CLOCK_VIRTUAL)),
         .realtime_ns = spapr->tb.time_of_the_day_ns,
     };
-    pair->floor_tb = pair->tb;
+    /* Raised only by a start that failed (see tb_sync_vm_state_change) */
+    pair->floor_tb = MAX(pair->tb, s->held.floor_tb);
 }
 
 /* Program the same offset on every vCPU, or none. */
@@ -382,6 +386,8 @@ static void tb_sync_consumed(PPCTBSync *s)
 {
     s->state = PPC_TB_SYNC_IDLE;
     s->loaded_subsection = false;
+    /* A pause re-dated for a migration ends here, not at a later DONE. */
+    s->pause_in_migration = false;
 }
 
 static void tb_sync_resume(SpaprMachineState *spapr)
@@ -403,6 +409,13 @@ static void tb_sync_resume(SpaprMachineState *spapr)
         return;     /* first start: nothing to carry over */
     case PPC_TB_SYNC_STOPPED:
         rec.trigger = TIMEBASE_ADJUST_TRIGGER_RESUME;
+        if (s->pause_in_migration) {
+            /*
+             * `cont` while a migration of a paused VM runs: on this host
+             * it was a user pause, whatever the migration made of it.
+             */
+            s->held = s->pause;
+        }
         break;
     case PPC_TB_SYNC_LOADED:
         rec.trigger = s->loaded_by_migration ?
@@ -535,12 +548,23 @@ static void tb_sync_vm_state_change(void *opaque, bool running,
         tb_sync_note_running_vclock(s);
         return;
     }
-    /* Upstream's stop-side bookkeeping for its own (compat) fields. */
-    cpu_ppc_clock_vm_state_change(&spapr->tb, false, state);
     if (s->state != PPC_TB_SYNC_IDLE) {
-        /* The start could not apply the pair (KVM refused): keep it. */
+        /*
+         * The start could not apply the pair (KVM refused): keep it, and
+         * upstream's fields with it (a stock source's pair lives there).
+         * The vCPUs ran for a moment with the offset they had (on a fresh
+         * destination: none, this host's TB): whatever the guest read
+         * then, a later start must not put the TB below it.
+         */
+        PPCTBSyncSample now;
+
+        if (tb_sync_sample(s, &now)) {
+            s->held.floor_tb = MAX(s->held.floor_tb, now.tb);
+        }
         return;
     }
+    /* Upstream's stop-side bookkeeping for its own (compat) fields. */
+    cpu_ppc_clock_vm_state_change(&spapr->tb, false, state);
     if (!tb_sync_sample(s, &s->held)) {
         return;
     }
@@ -718,6 +742,7 @@ void spapr_tb_sync_pre_load(SpaprMachineState *spapr)
     s->state = PPC_TB_SYNC_IDLE;
     s->loaded_subsection = false;
     s->pause_in_migration = false;
+    s->held = (PPCTBSyncSample) { 0 };
 }
 
 int spapr_tb_sync_post_load(SpaprMachineState *spapr)
@@ -898,7 +923,6 @@ void spapr_tb_sync_machine_init(SpaprMachineState *spapr)
     /* Replaces upstream's KVM-only cpu_ppc_clock_vm_state_change. */
     qemu_add_vm_change_state_handler(tb_sync_vm_state_change, spapr);
     /* cpr-reboot saves a paused VM to a file: a migration like others */
-    QEMU_BUILD_BUG_ON(ARRAY_SIZE(s->migration_notifier) != MIG_MODE__MAX);
     for (mode = 0; mode < MIG_MODE__MAX; mode++) {
         s->migration_notifier[mode].s = s;
         migration_add_notifier_mode(&s->migration_notifier[mode].notifier,

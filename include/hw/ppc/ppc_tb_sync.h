@@ -12,6 +12,7 @@
 #include "qemu/notify.h"
 #include "qom/object.h"
 #include "migration/vmstate.h"
+#include "qapi/qapi-types-migration.h"
 #include "hw/ppc/ppc_tb_calc.h"
 
 /* 2 added floor_tb; format 1 streams are still read. */
@@ -108,7 +109,7 @@ struct PPCTBSync {
     /* A user pause turned into migration downtime, and the pause itself */
     bool pause_in_migration;
     PPCTBSyncSample pause;
-    PPCTBSyncMigrationNotifier migration_notifier[3];   /* per MigMode */
+    PPCTBSyncMigrationNotifier migration_notifier[MIG_MODE__MAX];
 
     /* The subsection's fields, as they travel */
     PPCTBSyncWire wire;
