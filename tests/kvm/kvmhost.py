@@ -293,6 +293,21 @@ class KvmHost:
         self.inner.append(vm)
         return vm
 
+    def reset(self) -> bool:
+        """Kill every inner QEMU, ready for the next test; False if the
+        host no longer answers (it is then no use to anyone)."""
+        for vm in self.inner:
+            vm.close()
+        self.inner = []
+        try:
+            self.sh('for f in /tmp/*.pid; do [ -f "$f" ] || continue; '
+                    'p=$(cat "$f"); kill -9 $p 2>/dev/null; '
+                    'while kill -0 $p 2>/dev/null; do sleep 0.1; done; '
+                    'rm -f "$f"; done', timeout=60)
+        except (HostError, TimeoutError, OSError):
+            return False
+        return True
+
     def shutdown(self) -> None:
         for vm in self.inner:
             vm.close()

@@ -97,7 +97,8 @@ class KvmKernelPatchesTest(KvmTestBase):
                            'DEC at resume (P8, patched kernel)')
 
     def test_p8_kvm_pr_refused(self):
-        """KVM-PR has no TB offset: migration refused, the source runs on.
+        """KVM-PR has no TB offset: migration refused, the source runs on;
+        a snapshot on the same host loads.
 
         A KVM-PR guest reads the host TB. Moved to another host its TB
         would jump to that host's origin, so the destination refuses the
@@ -141,6 +142,48 @@ class KvmKernelPatchesTest(KvmTestBase):
         self.assertEqual(src_err.count(NO_TB_OFFSET), 1, src_err)
         self.assertNotIn('setting KVM_REG_PPC_TB_OFFSET', src_err)
         self.assertNotIn('last-adjustment', info)
+        self.kvm_pr_snapshot(h, src)
+
+    def kvm_pr_snapshot(self, host, vm):
+        """Only incoming migrations are refused under KVM-PR: a snapshot
+        saved and loaded on the same host (its TB, the guest's) loads as
+        with stock QEMU, and the guest runs on, its TB monotonic."""
+        def job(cmd, job_id, **args):
+            vm.cmd(cmd, **{'job-id': job_id, **args})
+            vm.event_wait('JOB_STATUS_CHANGE', 120,
+                          {'id': job_id, 'status': 'concluded'})
+            info = [j for j in vm.cmd('query-jobs') if j['id'] == job_id][0]
+            vm.cmd('job-dismiss', id=job_id)
+            return info.get('error')
+
+        vm.cmd('migrate-set-capabilities', capabilities=[
+            {'capability': 'return-path', 'state': False}])
+        # A qcow2 image for the snapshot, made by the inner QEMU itself
+        # (the host has no qemu-img).
+        path = f'/tmp/{vm.slot}-snap.qcow2'
+        self.assertIsNone(job('blockdev-create', 'mkfile', options={
+            'driver': 'file', 'filename': path, 'size': 0}))
+        vm.cmd('blockdev-add', driver='file', filename=path,
+               **{'node-name': 'snapfile'})
+        self.assertIsNone(job('blockdev-create', 'mkqcow2', options={
+            'driver': 'qcow2', 'file': 'snapfile', 'size': 64 << 20}))
+        vm.cmd('blockdev-add', driver='qcow2', file='snapfile',
+               **{'node-name': 'snap'})
+        snap = {'tag': 's1', 'vmstate': 'snap', 'devices': ['snap']}
+        self.assertIsNone(job('snapshot-save', 'save', **snap))
+        n = len(vm.reader.of_kind('sum'))
+        vm.reader.wait_for('sum', count=n + 5, timeout=60)
+        load_error = job('snapshot-load', 'load', **snap)
+        status = vm.cmd('query-status')['status']
+        err = vm.stderr()
+        record('KVM-PR: snapshot-load on the same host', machine='powernv8',
+               qemu='fork', error=load_error, status=status)
+        self.assertIsNone(load_error)
+        self.assertEqual(status, 'running')
+        self.assertEqual(err.count(NO_TB_OFFSET), 1, err)
+        n = len(vm.reader.of_kind('sum'))
+        vm.reader.wait_for('sum', count=n + 10, timeout=120)
+        self.assertEqual(vm.reader.of_kind('back'), [])
 
     def test_p8_one_host(self):
         """Scenario 1 on POWER8 (assembly entry path), patched kernel."""
