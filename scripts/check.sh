@@ -178,9 +178,11 @@ for tier in $tiers; do
             "$build/qemu-native/meson-logs/testlog-thorough.txt"
         # Failed subtests and their tracebacks (--print-errorlogs put
         # them in the log), so that CI's output names what failed.
-        grep -E '^not ok ' "$build/qemu-native/check.log" | sed 's/^/    /'
-        grep -E -A30 '^(FAIL|ERROR):' "$build/qemu-native/check.log" |
-            head -150 | sed 's/^/    /'
+        grep -E '^not ok ' \
+            "$build/qemu-native/meson-logs/testlog-thorough.txt" |
+            sed 's/^/    /'
+        awk '/^stderr:/ { p = 1; next } /^\(test program exited/ { p = 0 }
+             p' "$build/qemu-native/check.log" | head -150 | sed 's/^/    /'
         ;;
     kvm)
         step "tier kvm: KVM-HV harness (emulated POWER hosts, fork and stock)"

@@ -568,7 +568,12 @@ static void tb_sync_vm_state_change(void *opaque, bool running,
     if (!tb_sync_sample(s, &s->held)) {
         return;
     }
-    s->held.user_paused = tb_sync_is_user_pause(state);
+    /*
+     * A background snapshot stops the VM as "paused" from the migration
+     * thread: that stop is the migration's own, not the user's.
+     */
+    s->held.user_paused = tb_sync_is_user_pause(state) &&
+                          !migration_thread_is_self();
     s->state = PPC_TB_SYNC_STOPPED;
     s->resample_at_save = kvm_enabled() && !s->held.user_paused;
     /*

@@ -639,32 +639,32 @@ class TBMigrationTest(QemuSystemTest):
         reader.wait_for('sum', count=n + 3, timeout=30)
         self.assertEqual(reader.of_kind('back'), [])
 
-    def test_pause_during_background_snapshot(self):
-        """A user pause while a background snapshot runs, ended by `cont`
-        before the snapshot is: on this host a user pause (frozen), not
-        downtime from the snapshot's start. (A paused VM's precopy
-        migration cannot be continued midway: QEMU refuses `cont` in
-        finish-migrate.)"""
+    def test_cont_during_migration_after_pause(self):
+        """A VM paused while its migration runs (libvirt's
+        --timeout-suspend), continued before the migration ends: on this
+        host that was a user pause (frozen), not downtime from the
+        migration; the migration, cancelled, leaves it running."""
         rig = self.rig()
         src, reader = rig.start_source()
-        src.cmd('migrate-set-capabilities', capabilities=[
-            {'capability': 'background-snapshot', 'state': True},
-            {'capability': 'events', 'state': True}])
-        # A reader that waits first keeps the snapshot going.
-        src.cmd('migrate', uri='exec:sleep 3; cat > /dev/null')
-        src.event_wait('RESUME', timeout=30)
+        _, _, port = rig.start_destination()
+        rig.start_migration(src, port, pause=False, mode=MigrationMode(
+            params={'max-bandwidth': 1 << 20}))
+        src.event_wait('MIGRATION', timeout=30,
+                       match={'data': {'status': 'active'}})
         src.cmd('stop')
         paused_tb = src.cmd('query-timebase')['vcpus'][0]['guest-tb']
         time.sleep(0.5)
-        self.assertEqual(src.cmd('query-migrate')['status'], 'active')
+        info = src.cmd('query-migrate')
+        self.assertEqual(info['status'], 'active', info)
         src.cmd('cont')
         last = src.cmd('query-timebase')['last-adjustment']
         self.assertEqual(last['trigger'], 'resume')
         self.assertEqual(last['reason'], 'user-paused')
         self.assertEqual(last['delta-ticks'], 0)
         self.assertEqual(last['saved-tb'], paused_tb)
-        src.event_wait('MIGRATION', timeout=120,
-                       match={'data': {'status': 'completed'}})
+        src.cmd('migrate_cancel')
+        src.event_wait('MIGRATION', timeout=30,
+                       match={'data': {'status': 'cancelled'}})
         self.assertEqual(src.cmd('query-status')['status'], 'running')
         n = len(reader.of_kind('sum'))
         reader.wait_for('sum', count=n + 3, timeout=30)

@@ -73,6 +73,13 @@ def main(path):
                   f"lowest TB after minus last before "
                   f"{r['min_tb_step_s']} s; {r['backwards']} backwards "
                   f"steps; state on B: {r['mid_status']}")
+        if 'snapshot_load_error' in r:
+            print(f"\n{r['scenario']} ({r['machine']}): "
+                  + (f"refused: `{r['snapshot_load_error']}`"
+                     if r['snapshot_load_error'] else
+                     f"loaded, the VM {r['status']}, its TB monotonic"
+                     if not r['backwards'] else
+                     f"loaded, {r['backwards']} backwards steps"))
         if 'lost_pages' in r:
             print(f"\n{r['scenario']}: {r['lost_pages']} pages lost their "
                   f"last write, guest "

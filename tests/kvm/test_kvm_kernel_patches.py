@@ -176,14 +176,17 @@ class KvmKernelPatchesTest(KvmTestBase):
         load_error = job('snapshot-load', 'load', **snap)
         status = vm.cmd('query-status')['status']
         err = vm.stderr()
+        if load_error is None and status == 'running':
+            n = len(vm.reader.of_kind('sum'))
+            vm.reader.wait_for('sum', count=n + 10, timeout=120)
+        back = vm.reader.of_kind('back')
         record('KVM-PR: snapshot-load on the same host', machine='powernv8',
-               qemu='fork', error=load_error, status=status)
+               qemu='fork', snapshot_load_error=load_error, status=status,
+               backwards=len(back))
         self.assertIsNone(load_error)
         self.assertEqual(status, 'running')
         self.assertEqual(err.count(NO_TB_OFFSET), 1, err)
-        n = len(vm.reader.of_kind('sum'))
-        vm.reader.wait_for('sum', count=n + 10, timeout=120)
-        self.assertEqual(vm.reader.of_kind('back'), [])
+        self.assertEqual(back, [])
 
     def test_p8_one_host(self):
         """Scenario 1 on POWER8 (assembly entry path), patched kernel."""
