@@ -67,9 +67,11 @@ def main(path):
                   f"{r['hotplug_offsets']} (the second hot-plugged), "
                   f"{r['skews']} skew reports (up to {r['skew_max_s']} s)")
         if 'paused_ms' in r:
+            rule = (' (frozen by the rule, the rest compensated)'
+                    if r['qemu'] == 'fork' else '')
             print(f"\n{r['scenario']}, {r['qemu']}: paused {r['paused_ms']} "
-                  f"ms before the first migration (frozen by the rule, "
-                  f"the rest compensated); TB error {r['error_ms']} ms; "
+                  f"ms before the first migration{rule}; TB error "
+                  f"{r['error_ms']} ms; "
                   f"lowest TB after minus last before "
                   f"{r['min_tb_step_s']} s; {r['backwards']} backwards "
                   f"steps; state on B: {r['mid_status']}")
