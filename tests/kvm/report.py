@@ -83,9 +83,11 @@ def main(path):
                      if not r['backwards'] else
                      f"loaded, {r['backwards']} backwards steps"))
         if 'lost_pages' in r:
+            first = (f" (first pass {r['first_pass_s']} s after the switch)"
+                     if r.get('first_pass_s') is not None else '')
             print(f"\n{r['scenario']}: {r['lost_pages']} pages lost their "
                   f"last write, guest "
-                  f"{'alive' if r['guest_alive'] else 'dead'}")
+                  f"{'alive' if r['guest_alive'] else 'dead'}{first}")
 
 
 if __name__ == '__main__':
