@@ -110,6 +110,15 @@ class KvmTestBase(unittest.TestCase):
             for h in hosts if isinstance(hosts, tuple) else (hosts,):
                 h.shutdown()
 
+    def borrow(self, key, hosts):
+        """Lend shared hosts to this test: its inner consoles and logs go
+        to its own directory, its inner QEMUs are killed after it."""
+        for h in hosts:
+            h.workdir = os.path.join(WORKDIR, self.id().split('.')[-1],
+                                     h.name)
+            os.makedirs(h.workdir, exist_ok=True)
+            self.borrowed.append((key, h))
+
     def host(self, name, outer_qemu=OUTER, **kwargs):
         plain = (outer_qemu == OUTER and
                  not set(kwargs) - {'machine', 'cpu'} and
@@ -125,10 +134,7 @@ class KvmTestBase(unittest.TestCase):
                             **kwargs)
                 h.launch()
                 KvmTestBase._shared[key] = h
-            # This test's inner consoles and logs in its own directory.
-            h.workdir = os.path.join(WORKDIR, self.id().split('.')[-1], name)
-            os.makedirs(h.workdir, exist_ok=True)
-            self.borrowed.append((key, h))
+            self.borrow(key, (h,))
             return h
         self.drop_shared()
         h = KvmHost(name, outer_qemu, KERNEL, INITRD,
@@ -296,11 +302,7 @@ class KvmTestBase(unittest.TestCase):
             b.sh('ping -c 3 -W 5 10.0.0.1')
             for h in pair:
                 h.start_clock()
-        for h in pair:
-            h.workdir = os.path.join(WORKDIR, self.id().split('.')[-1],
-                                     h.name)
-            os.makedirs(h.workdir, exist_ok=True)
-            self.borrowed.append((key, h))
+        self.borrow(key, pair)
         return pair
 
     def two_hosts(self, binary, name):
@@ -542,8 +544,8 @@ class KvmTestBase(unittest.TestCase):
         # Every page is checked once per pass: a few passes after the
         # switch, a lost write has shown up (or the guest died of one).
         # The destination faults its 64 MiB in anew (KVM-HV under TCG):
-        # on a slow day its first pass took over a minute (twice in four
-        # runs on 2026-11-26, the spinner printing all along).
+        # twice in four runs on 2026-11-26 no pass came within a minute
+        # (the spinner printing all along; not understood yet).
         passes = max(p.fields['pass'] for p in src.reader.of_kind('memsum'))
         switched = time.time()
         first_pass_s = None
