@@ -3,10 +3,12 @@
  * advanced by the real stop-to-start time across migration, on KVM and
  * TCG.
  *
- * When the VM stops, a (guest TB, host CLOCK_REALTIME) pair is sampled.
- * It travels in the spapr/timebase-sync subsection (or, from a stock
- * QEMU source, upstream's guest_timebase/time_of_the_day_ns fields are
- * used). When the VM starts, ppc_tb_calc decides the TB advance from the
+ * When the VM stops, a (guest TB, host CLOCK_REALTIME) pair is sampled,
+ * once. It travels in upstream's timebase state (guest_timebase,
+ * time_of_the_day_ns), which every QEMU reads: a stock destination gets a
+ * monotonic, frozen TB from it. What that pair cannot say (a user pause,
+ * a floor raised by a failed start, a wide pairing error) goes in the
+ * timebase/sync subsection, sent only then. When the VM starts, ppc_tb_calc decides the TB advance from the
  * realtime delta, the policy, the cap and the clamp; it is then applied
  * by advancing the virtual clock (TCG: TB, DEC and every virtual timer
  * move together) or by programming KVM_REG_PPC_TB_OFFSET on every vCPU,
@@ -288,31 +290,6 @@ static TimebaseAdjustment *tb_sync_record_to_qapi(const PPCTBSyncRecord *rec)
     return a;
 }
 
-/*
- * The pair the next start (or an outgoing migration) carries on from:
- * sampled at the stop, or loaded. A stock QEMU source sends no
- * subsection; its guest_timebase/time_of_the_day_ns are used then (under
- * TCG its guest_timebase is meaningless: the TB is wherever the migrated
- * virtual clock put it).
- */
-static void tb_sync_held_pair(SpaprMachineState *spapr, PPCTBSyncSample *pair)
-{
-    PPCTBSync *s = tb_sync_of(spapr);
-
-    if (s->state != PPC_TB_SYNC_LOADED || s->loaded_subsection) {
-        *pair = s->held;
-        return;
-    }
-    *pair = (PPCTBSyncSample) {
-        .tb = kvm_enabled() ? spapr->tb.guest_timebase :
-            tb_sync_tcg_guest_tb(tb_sync_first_cpu(),
-                                 qemu_clock_get_ns(QEMU_CLOCK_VIRTUAL)),
-        .realtime_ns = spapr->tb.time_of_the_day_ns,
-    };
-    /* Raised only by a start that failed (see tb_sync_vm_state_change) */
-    pair->floor_tb = MAX(pair->tb, s->held.floor_tb);
-}
-
 /* Program the same offset on every vCPU, or none. */
 static bool tb_sync_apply_kvm(PPCTBSync *s, PPCTBSyncRecord *rec,
                               Error **errp)
@@ -404,18 +381,18 @@ static void tb_sync_resume(SpaprMachineState *spapr)
     TimebaseAdjustment *event;
     Error *err = NULL;
 
+    if (s->state != PPC_TB_SYNC_IDLE && s->pause_in_migration) {
+        /*
+         * `cont` while a migration of a paused VM runs: on this host it
+         * was a user pause, whatever the migration made of it.
+         */
+        s->held = s->pause;
+    }
     switch (s->state) {
     case PPC_TB_SYNC_IDLE:
         return;     /* first start: nothing to carry over */
     case PPC_TB_SYNC_STOPPED:
         rec.trigger = TIMEBASE_ADJUST_TRIGGER_RESUME;
-        if (s->pause_in_migration) {
-            /*
-             * `cont` while a migration of a paused VM runs: on this host
-             * it was a user pause, whatever the migration made of it.
-             */
-            s->held = s->pause;
-        }
         break;
     case PPC_TB_SYNC_LOADED:
         rec.trigger = s->loaded_by_migration ?
@@ -423,7 +400,7 @@ static void tb_sync_resume(SpaprMachineState *spapr)
         rec.from_subsection = s->loaded_subsection;
         break;
     }
-    tb_sync_held_pair(spapr, &held);
+    held = s->held;
     in.saved_tb = held.tb;
     in.saved_realtime_ns = held.realtime_ns;
     /* A snapshot is a pause by definition. */
@@ -550,9 +527,8 @@ static void tb_sync_vm_state_change(void *opaque, bool running,
     }
     if (s->state != PPC_TB_SYNC_IDLE) {
         /*
-         * The start could not apply the pair (KVM refused): keep it, and
-         * upstream's fields with it (a stock source's pair lives there).
-         * The vCPUs ran for a moment with the offset they had (on a fresh
+         * The start could not apply the pair (KVM refused): keep it. The
+         * vCPUs ran for a moment with the offset they had (on a fresh
          * destination: none, this host's TB): whatever the guest read
          * then, a later start must not put the TB below it.
          */
@@ -563,8 +539,7 @@ static void tb_sync_vm_state_change(void *opaque, bool running,
         }
         return;
     }
-    /* Upstream's stop-side bookkeeping for its own (compat) fields. */
-    cpu_ppc_clock_vm_state_change(&spapr->tb, false, state);
+    /* The one sample of this stop: saves and the next start use it. */
     if (!tb_sync_sample(s, &s->held)) {
         return;
     }
@@ -575,12 +550,6 @@ static void tb_sync_vm_state_change(void *opaque, bool running,
     s->held.user_paused = tb_sync_is_user_pause(state) &&
                           !migration_thread_is_self();
     s->state = PPC_TB_SYNC_STOPPED;
-    s->resample_at_save = kvm_enabled() && !s->held.user_paused;
-    /*
-     * For a stock destination, which reads guest_timebase under KVM
-     * (upstream's pre_save reads it again unless the VM was paused).
-     */
-    spapr->tb.guest_timebase = s->held.tb;
     trace_ppc_tb_sync_save("stop", s->held.tb, s->held.realtime_ns,
                            s->held.err_ticks, s->held.user_paused);
     if (s->held.user_paused && migration_is_running()) {
@@ -597,15 +566,15 @@ static int tb_sync_migration_event(NotifierWithReturn *notifier,
 
     switch (e->type) {
     case MIG_EVENT_PRECOPY_SETUP:
-        if (s->state == PPC_TB_SYNC_STOPPED && s->held.user_paused) {
+        /* Paused, or a snapshot loaded and not started */
+        if (s->state != PPC_TB_SYNC_IDLE && s->held.user_paused) {
             tb_sync_pause_to_downtime(s);
         }
         break;
     case MIG_EVENT_PRECOPY_DONE:    /* the device state has gone out */
     case MIG_EVENT_PRECOPY_FAILED:
-        if (s->pause_in_migration && s->state == PPC_TB_SYNC_STOPPED) {
+        if (s->pause_in_migration && s->state != PPC_TB_SYNC_IDLE) {
             s->held = s->pause;
-            s->resample_at_save = false;
         }
         s->pause_in_migration = false;
         break;
@@ -615,126 +584,119 @@ static int tb_sync_migration_event(NotifierWithReturn *notifier,
     return 0;
 }
 
-/* ---- The spapr/timebase-sync subsection ---- */
+/* ---- The stream ---- */
 
-static bool tb_sync_needed(void *opaque)
+/*
+ * Before the timebase state goes out: write the pair the next start
+ * carries on from to upstream's fields, and decide whether the
+ * timebase/sync subsection must go with it.
+ */
+void spapr_tb_sync_pre_save(SpaprMachineState *spapr)
 {
-    return tb_sync_of(opaque)->send_subsection;
-}
-
-static int tb_sync_pre_save(void *opaque)
-{
-    SpaprMachineState *spapr = opaque;
     PPCTBSync *s = tb_sync_of(spapr);
-    PPCTBSyncSample pair, now;
+    PPCTimebase *tb = &spapr->tb;
+    PPCTBSyncSample pair;
+    uint64_t floor_tb;
+    bool needed;
 
-    switch (s->state) {
-    case PPC_TB_SYNC_LOADED:
-        /*
-         * Not started since it was loaded: send on what came in. The
-         * vCPUs have not run, so nothing here knows a better TB (under
-         * KVM they do not even have the guest's offset yet).
-         */
-        tb_sync_held_pair(spapr, &pair);
-        break;
-    case PPC_TB_SYNC_STOPPED:
-        /*
-         * Under KVM the TB keeps running in hardware while the VM is
-         * stopped, so re-sample just before the device state goes out, as
-         * upstream does: the pair stays consistent and is fresher. Under
-         * TCG the TB is frozen and the stop-time pair is the right one.
-         */
-        if (s->resample_at_save) {
-            if (!tb_sync_sample(s, &now)) {
-                error_report("spapr/timebase-sync: no timebase to save");
-                return -EINVAL;
-            }
-            now.floor_tb = s->held.floor_tb;    /* what the guest last saw */
-            s->held = now;
-            trace_ppc_tb_sync_save("pre_save", now.tb, now.realtime_ns,
-                                   now.err_ticks, false);
-        }
-        pair = s->held;
-        break;
-    case PPC_TB_SYNC_IDLE:
-    default:
+    if (s->state == PPC_TB_SYNC_IDLE) {
         /* Never started: the TB it would start from. */
         if (!tb_sync_sample(s, &pair)) {
-            error_report("spapr/timebase-sync: no timebase to save");
-            return -EINVAL;
+            return;     /* no vCPU yet: upstream's pre_save says so */
         }
-        pair.user_paused = false;
-        break;
+    } else {
+        pair = s->held;
     }
-    s->wire = (PPCTBSyncWire) {
-        .version = PPC_TB_SYNC_FORMAT_VERSION,
-        .flags = (pair.user_paused ? PPC_TB_SYNC_F_USER_PAUSED : 0) |
-                 (kvm_enabled() ? PPC_TB_SYNC_F_KVM : 0),
-        .guest_tb = pair.tb,
-        .realtime_ns = pair.realtime_ns,
-        .pairing_err_ticks = pair.err_ticks,
-        .tb_freq = tb_sync_freq(),
-        .tb_offset = first_cpu ?
-            tb_sync_l1_offset(POWERPC_CPU(first_cpu)) : 0,
-        .floor_tb = pair.floor_tb,
-    };
-    return 0;
+    floor_tb = MAX(pair.floor_tb, pair.tb);
+    /*
+     * A snapshot is a pause to whoever loads it, so savevm needs no
+     * flag; a migration of a paused VM under the downtime policy was
+     * turned into downtime when it began (tb_sync_pause_to_downtime).
+     */
+    needed = s->send_subsection &&
+        ((pair.user_paused && !runstate_check(RUN_STATE_SAVE_VM)) ||
+         floor_tb > pair.tb ||
+         tbcalc_ticks_to_ns(pair.err_ticks, tb_sync_freq()) >
+         PPC_TB_SYNC_PAIRING_ERR_SEND_NS);
+    /*
+     * Without the subsection the floor cannot travel: start from it
+     * (ahead by at most the time the failed start ran), never below.
+     */
+    tb->guest_timebase = needed ? pair.tb : floor_tb;
+    tb->time_of_the_day_ns = pair.realtime_ns;
+    /* Final: upstream's pre_save must not read the TB again. */
+    tb->runstate_paused = true;
+    tb->sync_needed = needed;
+    tb->sync_flags = pair.user_paused ? PPC_TIMEBASE_SYNC_USER_PAUSED : 0;
+    tb->sync_floor_tb = floor_tb;
+    tb->sync_pairing_err_ticks = pair.err_ticks;
+    trace_ppc_tb_sync_stream(tb->guest_timebase, tb->time_of_the_day_ns,
+                             needed, tb->sync_flags, floor_tb,
+                             pair.err_ticks);
 }
 
-static int tb_sync_post_load(void *opaque, int version_id)
+/*
+ * The spapr/timebase-sync subsection the fork's earlier builds wrote
+ * (formats 1 and 2): still read, never written.
+ */
+static bool tb_sync_legacy_needed(void *opaque)
+{
+    return false;
+}
+
+static int tb_sync_legacy_post_load(void *opaque, int version_id)
 {
     PPCTBSync *s = tb_sync_of(opaque);
     uint64_t freq = tb_sync_freq();
 
-    trace_ppc_tb_sync_load(s->wire.version, s->wire.flags, s->wire.guest_tb,
-                           s->wire.realtime_ns, s->wire.tb_freq);
-    if (s->wire.version == 1) {
-        s->wire.floor_tb = s->wire.guest_tb;    /* format 1 had no floor */
-    } else if (s->wire.version != PPC_TB_SYNC_FORMAT_VERSION) {
+    trace_ppc_tb_sync_load("spapr/timebase-sync", s->legacy.flags,
+                           s->legacy.guest_tb, s->legacy.realtime_ns,
+                           s->legacy.floor_tb);
+    if (s->legacy.version == 1 && version_id == 1) {
+        s->legacy.floor_tb = s->legacy.guest_tb;    /* no floor yet */
+    } else if (s->legacy.version != version_id) {
         error_report("spapr/timebase-sync: field 'version': unsupported "
-                     "format version %" PRIu32 " (this QEMU reads %d)",
-                     s->wire.version, PPC_TB_SYNC_FORMAT_VERSION);
+                     "format version %" PRIu32 " (this QEMU reads 1 and %d)",
+                     s->legacy.version, PPC_TB_SYNC_LEGACY_FORMAT);
         return -EINVAL;
     }
-    if (s->wire.flags & ~PPC_TB_SYNC_F_ALL) {
+    if (s->legacy.flags & ~PPC_TB_SYNC_LEGACY_F_ALL) {
         error_report("spapr/timebase-sync: field 'flags': unknown bits "
-                     "0x%" PRIx32, s->wire.flags & ~PPC_TB_SYNC_F_ALL);
+                     "0x%" PRIx32, s->legacy.flags & ~PPC_TB_SYNC_LEGACY_F_ALL);
         return -EINVAL;
     }
-    if (s->wire.tb_freq != freq) {
+    if (s->legacy.tb_freq != freq) {
         error_report("spapr/timebase-sync: field 'tb_freq': the source's "
                      "timebase runs at %" PRIu64 " Hz, this machine's at %"
-                     PRIu64 " Hz", s->wire.tb_freq, freq);
+                     PRIu64 " Hz", s->legacy.tb_freq, freq);
         return -EINVAL;
     }
-    /* The pair the VM starts from; consumed when it starts. */
     s->held = (PPCTBSyncSample) {
-        .tb = s->wire.guest_tb,
-        .realtime_ns = s->wire.realtime_ns,
-        .err_ticks = s->wire.pairing_err_ticks,
-        .user_paused = s->wire.flags & PPC_TB_SYNC_F_USER_PAUSED,
-        .floor_tb = s->wire.floor_tb,
+        .tb = s->legacy.guest_tb,
+        .realtime_ns = s->legacy.realtime_ns,
+        .err_ticks = s->legacy.pairing_err_ticks,
+        .user_paused = s->legacy.flags & PPC_TB_SYNC_LEGACY_F_USER_PAUSED,
+        .floor_tb = MAX(s->legacy.floor_tb, s->legacy.guest_tb),
     };
-    s->loaded_subsection = true;
+    s->loaded_legacy = true;
     return 0;
 }
 
-const VMStateDescription vmstate_spapr_tb_sync = {
+const VMStateDescription vmstate_spapr_tb_sync_legacy = {
     .name = "spapr/timebase-sync",
-    .version_id = 2,
+    .version_id = PPC_TB_SYNC_LEGACY_FORMAT,
     .minimum_version_id = 1,
-    .needed = tb_sync_needed,
-    .pre_save = tb_sync_pre_save,
-    .post_load = tb_sync_post_load,
+    .needed = tb_sync_legacy_needed,
+    .post_load = tb_sync_legacy_post_load,
     .fields = (const VMStateField[]) {
-        VMSTATE_UINT32(tb_sync.wire.version, SpaprMachineState),
-        VMSTATE_UINT32(tb_sync.wire.flags, SpaprMachineState),
-        VMSTATE_UINT64(tb_sync.wire.guest_tb, SpaprMachineState),
-        VMSTATE_INT64(tb_sync.wire.realtime_ns, SpaprMachineState),
-        VMSTATE_UINT64(tb_sync.wire.pairing_err_ticks, SpaprMachineState),
-        VMSTATE_UINT64(tb_sync.wire.tb_freq, SpaprMachineState),
-        VMSTATE_INT64(tb_sync.wire.tb_offset, SpaprMachineState),
-        VMSTATE_UINT64_V(tb_sync.wire.floor_tb, SpaprMachineState, 2),
+        VMSTATE_UINT32(tb_sync.legacy.version, SpaprMachineState),
+        VMSTATE_UINT32(tb_sync.legacy.flags, SpaprMachineState),
+        VMSTATE_UINT64(tb_sync.legacy.guest_tb, SpaprMachineState),
+        VMSTATE_INT64(tb_sync.legacy.realtime_ns, SpaprMachineState),
+        VMSTATE_UINT64(tb_sync.legacy.pairing_err_ticks, SpaprMachineState),
+        VMSTATE_UINT64(tb_sync.legacy.tb_freq, SpaprMachineState),
+        VMSTATE_UNUSED(8),      /* the source's tb_offset */
+        VMSTATE_UINT64_V(tb_sync.legacy.floor_tb, SpaprMachineState, 2),
         VMSTATE_END_OF_LIST()
     },
 };
@@ -746,13 +708,16 @@ void spapr_tb_sync_pre_load(SpaprMachineState *spapr)
 
     s->state = PPC_TB_SYNC_IDLE;
     s->loaded_subsection = false;
+    s->loaded_legacy = false;
     s->pause_in_migration = false;
     s->held = (PPCTBSyncSample) { 0 };
+    spapr->tb.sync_loaded = false;
 }
 
 int spapr_tb_sync_post_load(SpaprMachineState *spapr)
 {
     PPCTBSync *s = tb_sync_of(spapr);
+    PPCTimebase *tb = &spapr->tb;
     Error *err = NULL;
 
     /* loadvm, snapshot-load and -loadvm run in another state */
@@ -766,12 +731,38 @@ int spapr_tb_sync_post_load(SpaprMachineState *spapr)
         error_report_err(err);
         return -EINVAL;
     }
+    if (!s->loaded_legacy) {
+        /*
+         * Upstream's pair, as the source wrote it: the fork's at the
+         * stop, stock's when it saved. Under TCG a stock source's
+         * guest_timebase is its host TB, meaningless: the guest TB is
+         * where the virtual clock (loaded before the machine) puts it,
+         * which is also what a fork source wrote.
+         */
+        s->held = (PPCTBSyncSample) {
+            .tb = kvm_enabled() ? tb->guest_timebase :
+                tb_sync_tcg_guest_tb(tb_sync_first_cpu(),
+                                     qemu_clock_get_ns(QEMU_CLOCK_VIRTUAL)),
+            .realtime_ns = tb->time_of_the_day_ns,
+        };
+        s->held.floor_tb = s->held.tb;
+        if (tb->sync_loaded) {
+            s->held.user_paused = tb->sync_flags &
+                                  PPC_TIMEBASE_SYNC_USER_PAUSED;
+            s->held.floor_tb = MAX(s->held.tb, tb->sync_floor_tb);
+            s->held.err_ticks = tb->sync_pairing_err_ticks;
+        }
+    }
+    s->loaded_subsection = s->loaded_legacy || tb->sync_loaded;
+    trace_ppc_tb_sync_load(s->loaded_legacy ? "spapr/timebase-sync" :
+                           tb->sync_loaded ? "timebase with timebase/sync" :
+                           "timebase", s->held.user_paused, s->held.tb,
+                           s->held.realtime_ns, s->held.floor_tb);
+    if (!s->loaded_by_migration) {
+        /* A snapshot is a pause: a migration before a start says so. */
+        s->held.user_paused = true;
+    }
     s->state = PPC_TB_SYNC_LOADED;
-    /*
-     * Upstream's fields came in with the state and stay final until the
-     * VM stops again: a save before it starts sends them on unchanged.
-     */
-    spapr->tb.runstate_paused = true;
     return 0;
 }
 
@@ -845,7 +836,14 @@ static int tb_sync_get_policy(Object *obj, Error **errp)
 
 static void tb_sync_set_policy(Object *obj, int value, Error **errp)
 {
-    tb_sync_of(SPAPR_MACHINE(obj))->policy = value;
+    PPCTBSync *s = tb_sync_of(SPAPR_MACHINE(obj));
+
+    /* A migration's start turned a pause into downtime by this policy */
+    if (value != s->policy && migration_is_running()) {
+        error_setg(errp, "tb-policy cannot change while a migration runs");
+        return;
+    }
+    s->policy = value;
 }
 
 void spapr_tb_sync_class_init(ObjectClass *oc)
@@ -872,8 +870,8 @@ void spapr_tb_sync_class_init(ObjectClass *oc)
     object_class_property_add_bool(oc, "tb-sync", tb_sync_get_subsection,
                                    tb_sync_set_subsection);
     object_class_property_set_description(oc, "tb-sync",
-        "Send the spapr/timebase-sync migration subsection (off: "
-        "migratable to QEMU without it)");
+        "Send the timebase/sync migration subsection when the stream "
+        "needs it (off: never, the stream loads in any QEMU)");
     object_class_property_add(oc, "x-tb-realtime-skew-ms", "int64",
                               tb_sync_visit_int64, tb_sync_set_skew, NULL,
                               (void *)offsetof(PPCTBSync,
@@ -889,35 +887,15 @@ void spapr_tb_sync_class_init(ObjectClass *oc)
         "vCPU fails (-1: none)");
 }
 
-/*
- * Machine compat_props are applied to devices, not to the machine
- * itself: apply ours (older machine types turn tb-sync off).
- */
-static void tb_sync_apply_compat(SpaprMachineState *spapr)
-{
-    GPtrArray *props = MACHINE_GET_CLASS(spapr)->compat_props;
-    guint i;
-
-    for (i = 0; props && i < props->len; i++) {
-        GlobalProperty *p = g_ptr_array_index(props, i);
-
-        if (!strcmp(p->driver, TYPE_SPAPR_MACHINE) &&
-            g_str_has_prefix(p->property, "tb-")) {
-            object_property_parse(OBJECT(spapr), p->property, p->value,
-                                  &error_abort);
-        }
-    }
-}
-
 void spapr_tb_sync_instance_init(SpaprMachineState *spapr)
 {
     PPCTBSync *s = tb_sync_of(spapr);
 
-    s->send_subsection = true;
+    s->send_subsection =
+        !SPAPR_MACHINE_GET_CLASS(spapr)->pre_10_0_timebase_sync;
     s->policy = TBCALC_POLICY_DOWNTIME;
     s->max_delta_ms = PPC_TB_SYNC_DEFAULT_MAX_DELTA_MS;
     s->x_kvm_fail_vcpu = -1;
-    tb_sync_apply_compat(spapr);
 }
 
 void spapr_tb_sync_machine_init(SpaprMachineState *spapr)
@@ -1040,9 +1018,10 @@ void hmp_info_timebase(Monitor *mon, const QDict *qdict)
     }
     monitor_printf(mon, "last adjustment: %s (%s), policy %s\n",
                    TimebaseAdjustTrigger_str(a->trigger),
-                   a->from_subsection ? "spapr/timebase-sync subsection" :
                    a->trigger == TIMEBASE_ADJUST_TRIGGER_RESUME ?
-                   "local stop" : "time_of_the_day_ns (stock source)",
+                   "local stop" : a->from_subsection ?
+                   "timebase state with its sync subsection" :
+                   "timebase state",
                    TimebasePolicy_str(a->policy));
     hmp_print_tb(mon, "  saved TB:    ", a->saved_tb, info->frequency);
     monitor_printf(mon, " at realtime %" PRId64 " ns (pairing error %" PRIu64

@@ -459,15 +459,15 @@ def wait_resume_or_failure(src: QEMUMachine, dst: QEMUMachine,
 
 class StreamCorrupter:
     """A TCP proxy between source and destination that rewrites the
-    spapr/timebase-sync subsection of the migration stream in transit.
+    timebase/sync subsection of the migration stream in transit.
 
-    mode: 'version' (impossible format version), 'tb_freq' (wrong TB
-    frequency) or 'truncate' (cut the stream inside the subsection).
+    mode: 'flags' (an unknown flag bit), 'floor' (a floor of 0, below
+    guest_timebase) or 'truncate' (cut the stream inside the subsection).
     """
 
-    NAME = b'spapr/timebase-sync'
+    NAME = b'timebase/sync'
     # After the name: section version_id (4), then the fields.
-    OFFSETS = {'version': 4, 'tb_freq': 4 + 4 + 4 + 8 + 8 + 8}
+    OFFSETS = {'flags': 4, 'floor': 4 + 4}
 
     def __init__(self, dst_port: int, mode: str):
         self.dst_port = dst_port
@@ -519,11 +519,12 @@ class StreamCorrupter:
                             sock.shutdown(socket.SHUT_RDWR)
                         return
                     off = at + self.OFFSETS[self.mode]
-                    if self.mode == 'version':
-                        buf[off:off + 4] = (99).to_bytes(4, 'big')
+                    if self.mode == 'flags':
+                        flags = int.from_bytes(buf[off:off + 4], 'big')
+                        buf[off:off + 4] = (flags | 1 << 31).to_bytes(
+                            4, 'big')
                     else:
-                        freq = int.from_bytes(buf[off:off + 8], 'big')
-                        buf[off:off + 8] = (freq // 2).to_bytes(8, 'big')
+                        buf[off:off + 8] = bytes(8)
                 if self.hit or len(buf) > keep:
                     n = len(buf) if self.hit else len(buf) - keep
                     dst.sendall(bytes(buf[:n]))

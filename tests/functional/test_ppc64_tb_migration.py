@@ -10,9 +10,12 @@
 # Copyright (c) 2026 qemu-tb-fork developers
 # SPDX-License-Identifier: GPL-2.0-or-later
 
+import json
+import lzma
 import os
 import time
 
+from qemu.machine import QEMUMachine
 from qemu_test import QemuSystemTest
 from tbfork import (TBMigrationRig, MigrationFailed, MigrationMode,
                     ProbeReader,
@@ -28,6 +31,10 @@ STOCK_QEMU72 = os.environ.get('TBFORK_QEMU72', '')
 # Stock 10.0.2 lacks the icp/server section that later 10.0.x send
 # (an upstream XICS fix), so cross-version pairs use XIVE only.
 COMPAT_OPTS = 'ic-mode=xive'
+# Streams written by the fork's earlier formats (see their .json and
+# scripts/gen-tb-stream-fixtures.py).
+STREAMS = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'data',
+                       'ppc64-tb-streams')
 
 # What the docs promise on TCG (docs/system/ppc/timebase-migration.rst):
 # the TB error against host realtime across one migration is within
@@ -91,7 +98,7 @@ class TBMigrationTest(QemuSystemTest):
         """1 s forced stop: the TB advances by the stop-to-start time."""
         rig = self.rig()
         src, reader = rig.start_source()
-        dst, dreader, res = rig.migrate(src, reader, 1.0)
+        dst, _, res = rig.migrate(src, reader, 1.0)
         self.assert_compensated(res)
         self.assertGreater(res.stop_to_start_s, 1.0)
 
@@ -100,7 +107,8 @@ class TBMigrationTest(QemuSystemTest):
         self.assertEqual(info['accelerator'], 'tcg')
         self.assertEqual(info['policy'], 'downtime')
         self.assertEqual(last['trigger'], 'migration')
-        self.assertTrue(last['from-subsection'])
+        # The common case: upstream's timebase fields say it all.
+        self.assertFalse(last['from-subsection'])
         self.assertEqual(last['reason'], 'applied')
         # The measured stop-to-start time is the QMP one, to within the
         # event latencies on both sides.
@@ -230,71 +238,192 @@ class TBMigrationTest(QemuSystemTest):
         self.assertIn('last adjustment: none', hmp)
 
     def test_old_machine_type_has_no_subsection(self):
-        """pseries-9.2 keeps the stock stream: compensation from
-        time_of_the_day_ns."""
+        """pseries-9.2 never sends timebase/sync, not even for a user
+        pause under the freeze policy; fork -> fork is still exact from
+        upstream's fields."""
         rig = self.rig(machine='pseries-9.2')
         src, reader = rig.start_source()
         self.assertFalse(src.cmd('query-timebase')['subsection'])
         dst, _, res = rig.migrate(src, reader, 1.0)
+        self.assert_compensated(res)
         last = dst.cmd('query-timebase')['last-adjustment']
         self.assertFalse(last['from-subsection'])
         self.assertEqual(last['reason'], 'applied')
-        self.assertEqual(res.backwards, 0)
-        # time_of_the_day_ns is taken when the source saves its device
-        # state, after the forced stop: only the time from there to the
-        # destination's start is compensated (documented).
-        self.assertGreater(last['measured-ns'], 0)
-        self.assertLess(last['measured-ns'] / 1e9, res.stop_to_start_s - 0.9)
-        self.assertLess(res.error_s, -0.9)
-        self.assertGreater(res.error_s, -res.stop_to_start_s - 0.01)
+        # A pause the freeze policy keeps: the flag has no way to travel.
+        dst.cmd('qom-set', path='/machine', property='tb-policy',
+                value='freeze')
+        self.assertFalse(self.paused_migration_sends_subsection(rig, dst))
+
+    def paused_migration_sends_subsection(self, rig, src, dst_opts=None):
+        """Pause src, migrate it to a new fork (left paused), continue it
+        there; whether the stream carried timebase/sync."""
+        src.cmd('stop')
+        dst, dreader, port = rig.start_destination(dst_opts=dst_opts)
+        rig.start_migration(src, port, pause=False)
+        src.event_wait('MIGRATION', timeout=120,
+                       match={'data': {'status': 'completed'}})
+        dst.event_wait('MIGRATION', timeout=120,
+                       match={'data': {'status': 'completed'}})
+        self.assertEqual(dst.cmd('query-status')['status'], 'paused')
+        src.shutdown()
+        dst.cmd('cont')
+        n = len(dreader.wait_for('sum', timeout=60))
+        dreader.wait_for('sum', count=n + 2, timeout=30)
+        self.assertEqual(dreader.of_kind('back'), [])
+        return dst.cmd('query-timebase')['last-adjustment']['from-subsection']
+
+    def sync_source(self, rig):
+        """A fork source whose next migration needs timebase/sync: paused
+        by the user under the freeze policy (the pause cannot become
+        downtime)."""
+        src, reader = rig.start_source()
+        src.cmd('qom-set', path='/machine', property='tb-policy',
+                value='freeze')
+        src.cmd('stop')
+        return src, reader
 
     def bad_stream(self, mode, message):
         rig = self.rig()
-        src, reader = rig.start_source()
+        src, reader = self.sync_source(rig)
         dst, _, port = rig.start_destination(return_path=True)
         proxy = StreamCorrupter(port, mode)
-        rig.start_migration(src, proxy.port, return_path=True)
-        src.cmd('migrate-continue', state='pre-switchover')
+        rig.start_migration(src, proxy.port, return_path=True, pause=False)
         with self.assertRaises(MigrationFailed) as cm:
             wait_resume_or_failure(src, dst)
         self.assertTrue(proxy.hit, 'subsection not seen in the stream')
         self.assertIn(message, str(cm.exception))
-        # The source notices, fails the migration and runs on.
+        # The source notices, fails the migration and is as it was.
         deadline = time.time() + 30
         while src.cmd('query-migrate')['status'] != 'failed':
             self.assertLess(time.time(), deadline, 'source did not fail')
             time.sleep(0.1)
-        self.assertTrue(src.cmd('query-status')['running'])
+        self.assertEqual(src.cmd('query-status')['status'], 'paused')
+        src.cmd('cont')
         n = len(reader.of_kind('sum'))
         reader.wait_for('sum', count=n + 3, timeout=30)
         self.assertEqual(len(reader.of_kind('back')), 0)
         last = src.cmd('query-timebase')['last-adjustment']
         self.assertEqual(last['trigger'], 'resume')
-        self.assertEqual(last['reason'], 'applied')
+        self.assertEqual(last['reason'], 'policy-freeze')
 
-    def test_bad_stream_version(self):
-        """An impossible subsection format version fails the migration."""
-        self.bad_stream('version', "spapr/timebase-sync: field 'version': "
-                        "unsupported format version 99")
+    def test_bad_stream_flags(self):
+        """Unknown flag bits in timebase/sync fail the migration."""
+        self.bad_stream('flags', "timebase/sync: field 'sync_flags': "
+                        "unknown bits 0x80000000")
 
-    def test_bad_stream_tb_freq(self):
-        """A wrong TB frequency fails the migration."""
-        self.bad_stream('tb_freq', "spapr/timebase-sync: field 'tb_freq'")
+    def test_bad_stream_floor(self):
+        """A floor below guest_timebase fails the migration."""
+        self.bad_stream('floor', "timebase/sync: field 'sync_floor_tb' "
+                        "0x0 is below guest_timebase")
 
     def test_bad_stream_truncated(self):
         """A stream cut inside the subsection names the field."""
-        self.bad_stream('truncate',
-                        'Failed to load spapr/timebase-sync:tb_sync.wire.')
+        self.bad_stream('truncate', 'Failed to load timebase/sync:sync_')
+
+    # ---- Streams of the fork's earlier formats (spapr/timebase-sync) ----
+
+    def legacy_stream(self, name, corrupt=None):
+        """Load tests/functional/data/ppc64-tb-streams/NAME into a new
+        fork, corrupted by corrupt(bytearray) if given; the VM (not
+        started) and what the source saved."""
+        base = os.path.join(STREAMS, name)
+        with open(base + '.json') as f:
+            meta = json.load(f)
+        with lzma.open(base + '.bin.xz') as f:
+            data = bytearray(f.read())
+        if corrupt:
+            corrupt(data)
+        path = os.path.join(self.workdir, name + '.bin')
+        with open(path, 'wb') as f:
+            f.write(data)
+        vm = QEMUMachine(self.qemu_bin, base_temp_dir=self.workdir,
+                         log_dir=self.outputdir, name=name)
+        vm.add_args('-M', 'pseries-10.0', *meta['args'],
+                    '-incoming', 'defer')
+        self.addCleanup(vm.shutdown, hard=True)
+        vm.launch()
+        vm.cmd('migrate-set-capabilities',
+               capabilities=[{'capability': 'events', 'state': True}])
+        vm.cmd('migrate-incoming', uri=f'file:{path}')
+        return vm, meta
+
+    def test_legacy_streams_load(self):
+        """Streams the fork wrote in formats 1 and 2 (by builds of those
+        commits) load and are carried on from exactly."""
+        for fmt in ('format1', 'format2'):
+            for kind in ('running', 'paused-freeze'):
+                with self.subTest(stream=f'{fmt}-{kind}'):
+                    vm, meta = self.legacy_stream(f'{fmt}-{kind}')
+                    vm.event_wait('MIGRATION', timeout=60, match={
+                        'data': {'status': 'completed'}})
+                    # A file migration's VM waits for cont: as the source
+                    # was, paused (the stop before it is recorded).
+                    vm.cmd('cont')
+                    last = vm.cmd('query-timebase')['last-adjustment']
+                    self.log.info('%s-%s: %s', fmt, kind, last)
+                    self.assertEqual(last['trigger'], 'migration')
+                    self.assertTrue(last['from-subsection'])
+                    self.assertEqual(last['saved-tb'], meta['guest_tb'])
+                    self.assertEqual(last['saved-realtime-ns'],
+                                     meta['realtime_ns'])
+                    if meta['user_paused']:
+                        self.assertEqual(last['reason'], 'user-paused')
+                        self.assertEqual(last['target-tb'], last['saved-tb'])
+                    else:
+                        # Written days ago: the 10 s cap.
+                        self.assertEqual(last['reason'], 'capped')
+                        self.assertEqual(last['applied-ns'], 10 * 10**9)
+                    tb = vm.cmd('query-timebase')['vcpus'][0]['guest-tb']
+                    self.assertGreaterEqual(tb, last['target-tb'])
+                    vm.shutdown()
+
+    def legacy_corrupt(self, name, mode, message):
+        def corrupt(data):
+            at = data.find(b'spapr/timebase-sync')
+            self.assertGreater(at, 0)
+            at += len('spapr/timebase-sync') + 4   # name, version_id
+            if mode == 'version':
+                data[at:at + 4] = (99).to_bytes(4, 'big')
+            elif mode == 'tb_freq':
+                off = at + 4 + 4 + 8 + 8 + 8
+                freq = int.from_bytes(data[off:off + 8], 'big')
+                data[off:off + 8] = (freq // 2).to_bytes(8, 'big')
+            else:
+                del data[at + 6:]
+        vm, _ = self.legacy_stream(name, corrupt)
+        deadline = time.time() + 60
+        while vm.is_running() and time.time() < deadline:
+            time.sleep(0.1)
+        self.assertFalse(vm.is_running(), 'a corrupt stream loaded')
+        vm.wait()
+        self.assertIn(message, vm.get_log())
+
+    def test_legacy_bad_version(self):
+        """A legacy subsection with an impossible format version fails the
+        load, naming the field."""
+        self.legacy_corrupt('format2-running', 'version',
+                            "spapr/timebase-sync: field 'version': "
+                            "unsupported format version 99")
+
+    def test_legacy_bad_tb_freq(self):
+        """A legacy subsection with a wrong TB frequency fails the load."""
+        self.legacy_corrupt('format1-running', 'tb_freq',
+                            "spapr/timebase-sync: field 'tb_freq'")
+
+    def test_legacy_truncated(self):
+        """A stream cut inside the legacy subsection names the field."""
+        self.legacy_corrupt('format2-paused-freeze', 'truncate',
+                            'Failed to load spapr/timebase-sync:tb_sync.')
+
+    # ---- Stock QEMU and mixed fleets ----
 
     def test_compat_fork_to_stock(self):
-        """Fork -> stock 10.0 with tb-sync=off: works, TB monotonic."""
-        rig = self.rig(dst_qemu_bin=STOCK_QEMU,
-                       src_machine_opts=COMPAT_OPTS + ',tb-sync=off',
-                       dst_machine_opts=COMPAT_OPTS)
+        """Fork -> stock 10.0 with default options: works, TB monotonic
+        (stock freezes it across the stop)."""
+        rig = self.rig(dst_qemu_bin=STOCK_QEMU, machine_opts=COMPAT_OPTS)
         src, reader = rig.start_source()
         _, _, res = rig.migrate(src, reader, 0.5)
         self.assertEqual(res.backwards, 0)
-        # Stock freezes the TB across the stop.
         self.assertLess(res.error_s, -0.4)
 
     def assert_tod_compensated(self, rig, src, reader):
@@ -324,14 +453,82 @@ class TBMigrationTest(QemuSystemTest):
         src, reader = rig.start_source()
         self.assert_tod_compensated(rig, src, reader)
 
-    def test_compat_fork_to_stock_needs_tb_sync_off(self):
-        """Fork -> stock with the subsection: the stock side refuses."""
+    def test_compat_fork_to_stock_with_subsection(self):
+        """Fork -> stock when the stream needs timebase/sync: the stock
+        side refuses it by name and the source stays as it was; with
+        tb-sync turned off at run time (qom-set) the next try loads."""
         rig = self.rig(dst_qemu_bin=STOCK_QEMU, machine_opts=COMPAT_OPTS)
-        src, reader = rig.start_source()
+        src, reader = self.sync_source(rig)
+        dst, _, port = rig.start_destination(return_path=True)
+        rig.start_migration(src, port, return_path=True, pause=False)
         with self.assertRaises(MigrationFailed) as cm:
-            rig.migrate(src, reader, 0.0)
-        self.assertIn("error while loading state for instance 0x0 of "
-                      "device 'spapr'", str(cm.exception))
+            wait_resume_or_failure(src, dst)
+        self.assertIn("VM subsection 'timebase/sync' in 'timebase' does "
+                      "not exist", str(cm.exception))
+        deadline = time.time() + 30
+        while src.cmd('query-migrate')['status'] != 'failed':
+            self.assertLess(time.time(), deadline, 'source did not fail')
+            time.sleep(0.1)
+        self.assertEqual(src.cmd('query-status')['status'], 'paused')
+        src.cmd('qom-set', path='/machine', property='tb-sync', value=False)
+        dst, dreader, port = rig.start_destination()
+        rig.start_migration(src, port, pause=False)
+        dst.event_wait('MIGRATION', timeout=120,
+                       match={'data': {'status': 'completed'}})
+        src.shutdown()
+        dst.cmd('cont')
+        n = len(dreader.wait_for('sum', timeout=60))
+        dreader.wait_for('sum', count=n + 2, timeout=30)
+        self.assertEqual(dreader.of_kind('back'), [])
+
+    def test_tb_sync_off_either_side(self):
+        """tb-sync only says what a QEMU sends: a fork with tb-sync=off
+        loads and honours the subsection; a source with tb-sync=off sends
+        none, and its pause is then counted as downtime (capped)."""
+        rig = self.rig()
+        src, _ = self.sync_source(rig)
+        self.assertTrue(self.paused_migration_sends_subsection(
+            rig, src, dst_opts='tb-sync=off'))
+        dst = rig.vms[-1]
+        last = dst.cmd('query-timebase')['last-adjustment']
+        self.assertEqual(last['reason'], 'user-paused')
+        self.assertEqual(last['target-tb'], last['saved-tb'])
+
+        rig = self.rig(src_machine_opts='tb-sync=off')
+        src, _ = self.sync_source(rig)
+        time.sleep(0.5)
+        self.assertFalse(self.paused_migration_sends_subsection(rig, src))
+        last = rig.vms[-1].cmd('query-timebase')['last-adjustment']
+        self.assertEqual(last['reason'], 'applied')
+        self.assertGreater(last['applied-ns'], 0.5e9)
+
+    def test_rolling_upgrade_default(self):
+        """stock -> fork -> stock -> fork with default options, each hop
+        live, the destination continued 1 s after the migration (as by a
+        management layer): the TB never goes backwards; a fork
+        destination compensates from the source's fields (a stock source
+        dates them when it saves: only the last RAM pass is lost), a
+        stock destination freezes the TB as stock does."""
+        rig = self.rig(machine_opts=COMPAT_OPTS)
+        rig.qemu_bin = STOCK_QEMU
+        src, reader = rig.start_source()
+        hops = [(STOCK_QEMU, self.qemu_bin), (self.qemu_bin, STOCK_QEMU),
+                (STOCK_QEMU, self.qemu_bin)]
+        for i, (src_bin, dst_bin) in enumerate(hops):
+            src, reader, res = rig.migrate(src, reader, 0.0,
+                                           dst_bin=dst_bin, dst_hold_s=1.0)
+            self.log.info('hop %d %s -> %s: %s', i, src_bin, dst_bin, res)
+            self.assertEqual(res.backwards, 0, f'hop {i}: TB backwards')
+            self.assertGreater(res.stop_to_start_s, 1.0)
+            if dst_bin == STOCK_QEMU:
+                self.assertLess(res.error_s, -0.9, f'hop {i}')
+                continue
+            last = src.cmd('query-timebase')['last-adjustment']
+            self.assertFalse(last['from-subsection'])
+            self.assertEqual(last['reason'], 'applied')
+            self.assertGreater(last['measured-ns'], 10**9)
+            self.assertLess(res.error_s, 0, f'hop {i}')
+            self.assertGreater(res.error_s, -0.25, f'hop {i}')
 
     def qemu72(self):
         self.assertTrue(os.access(STOCK_QEMU72, os.X_OK),
@@ -444,7 +641,7 @@ class TBMigrationTest(QemuSystemTest):
         # a >1 s stop holds several deadlines, the last at least 0.6 s in.
         rig = self.rig(probe_opts='i=100,t=5000,w=800')
         src, reader = rig.start_source()
-        dst, dreader, res = rig.migrate(src, reader, 1.0)
+        dst, _, res = rig.migrate(src, reader, 1.0)
         self.assert_compensated(res)
         n, into_stop_s, after_resume_s = sleeps_across_stop(
             [reader, dreader], res.tb_freq)
@@ -583,7 +780,8 @@ class TBMigrationTest(QemuSystemTest):
         last = c.cmd('query-timebase')['last-adjustment']
         self.log.info('paused double migration: %s', last)
         self.assertEqual(last['trigger'], 'migration')
-        self.assertTrue(last['from-subsection'])
+        # The pause became downtime when the first migration began.
+        self.assertFalse(last['from-subsection'])
         self.assertEqual(last['reason'], 'applied')
         downtime_s = event_time(resume) - event_time(setup)
         paused_s = event_time(setup) - event_time(stop)
@@ -677,34 +875,34 @@ class TBMigrationTest(QemuSystemTest):
         return vm.cmd('query-timebase')['last-adjustment']['saved-tb']
 
     def test_two_loads_without_start(self):
-        """loadvm of a snapshot with the subsection, then of one without
-        it, then cont: the second load's TB, not a mix of the two."""
+        """loadvm of a later snapshot, then of an earlier one, then cont:
+        the second load's TB, nothing left from the first (its TB is
+        higher: a floor kept from it would show)."""
         rig = self.disk_rig()
         vm, reader = rig.start_source()
-        tb_sub = self.snapshot_tb(vm, 'with')
+        tb_early = self.snapshot_tb(vm, 'early')
         time.sleep(0.5)
-        # A snapshot as a stock QEMU writes it: no subsection.
-        vm.cmd('qom-set', path='/machine', property='tb-sync', value=False)
-        tb_stock = self.snapshot_tb(vm, 'without')
-        vm.cmd('qom-set', path='/machine', property='tb-sync', value=True)
-        self.assertGreater(tb_stock, tb_sub)
+        tb_late = self.snapshot_tb(vm, 'late')
+        self.assertGreater(tb_late, tb_early)
         vm.cmd('stop')
-        for name in ('with', 'without'):
+        for name in ('late', 'early'):
             self.assertNotIn('rror', vm.cmd('human-monitor-command',
                                             command_line=f'loadvm {name}'))
         vm.cmd('cont')
         last = vm.cmd('query-timebase')['last-adjustment']
         self.assertEqual(last['trigger'], 'loadvm')
+        # savevm never needs the subsection: a snapshot is a pause.
         self.assertFalse(last['from-subsection'])
-        # Without the subsection the TB under TCG is the loaded virtual
-        # clock's, read at the start (the clock runs from just before).
+        self.assertEqual(last['reason'], 'user-paused')
+        # Under TCG the TB is the loaded virtual clock's.
         freq = reader.of_kind('start')[0].fields['freq']
-        self.assertLess(abs(last['saved-tb'] - tb_stock), freq // 1000,
+        self.assertLess(abs(last['saved-tb'] - tb_early), freq // 1000,
                         f"saved TB {last['saved-tb']}, the snapshot's "
-                        f"{tb_stock}, the other snapshot's {tb_sub}")
+                        f"{tb_early}, the other snapshot's {tb_late}")
         self.assertEqual(last['target-tb'], last['saved-tb'])
         n = len(reader.of_kind('sum'))
         reader.wait_for('sum', count=n + 3, timeout=30)
+        self.assertEqual(reader.of_kind('back'), [])
 
     def test_cmdline_loadvm(self):
         """-loadvm NAME is a snapshot load (frozen), not a migration."""
@@ -777,7 +975,7 @@ class TBMigrationTest(QemuSystemTest):
                         f'TB error {res.error_s * 1e3:.3f} ms')
         last = dst.cmd('query-timebase')['last-adjustment']
         self.assertEqual(last['trigger'], 'migration')
-        self.assertTrue(last['from-subsection'])
+        self.assertFalse(last['from-subsection'])
         self.assertEqual(last['reason'], 'applied')
         self.assertGreater(last['applied-ns'], stop_s * 1e9)
         if stock:

@@ -15,11 +15,18 @@
 #include "qapi/qapi-types-migration.h"
 #include "hw/ppc/ppc_tb_calc.h"
 
-/* 2 added floor_tb; format 1 streams are still read. */
-#define PPC_TB_SYNC_FORMAT_VERSION 2
-#define PPC_TB_SYNC_F_USER_PAUSED  0x1u   /* stop was a user pause/savevm */
-#define PPC_TB_SYNC_F_KVM          0x2u   /* sampled from the host TB */
-#define PPC_TB_SYNC_F_ALL          0x3u
+/*
+ * The spapr/timebase-sync subsection the fork wrote before the pair
+ * moved to upstream's timebase state (formats 1 and 2): read, never
+ * written. 2 added floor_tb.
+ */
+#define PPC_TB_SYNC_LEGACY_FORMAT     2
+#define PPC_TB_SYNC_LEGACY_F_USER_PAUSED 0x1u
+#define PPC_TB_SYNC_LEGACY_F_KVM      0x2u  /* was informational only */
+#define PPC_TB_SYNC_LEGACY_F_ALL      0x3u
+
+/* A pairing error worth sending the timebase/sync subsection for */
+#define PPC_TB_SYNC_PAIRING_ERR_SEND_NS 1000000
 
 #define PPC_TB_SYNC_DEFAULT_MAX_DELTA_MS 10000
 
@@ -33,17 +40,16 @@ typedef struct PPCTBSyncSample {
     uint64_t floor_tb;
 } PPCTBSyncSample;
 
-/* The spapr/timebase-sync subsection, as it travels. */
-typedef struct PPCTBSyncWire {
+/* The legacy spapr/timebase-sync subsection, as it came in. */
+typedef struct PPCTBSyncLegacyWire {
     uint32_t version;
     uint32_t flags;
     uint64_t guest_tb;
     int64_t realtime_ns;
     uint64_t pairing_err_ticks;
     uint64_t tb_freq;
-    int64_t tb_offset;
-    uint64_t floor_tb;          /* format 2: never program a TB below this */
-} PPCTBSyncWire;
+    uint64_t floor_tb;          /* format 2 */
+} PPCTBSyncLegacyWire;
 
 /* The last adjustment, for `info timebase` and query-timebase. */
 typedef struct PPCTBSyncRecord {
@@ -101,18 +107,17 @@ struct PPCTBSync {
     PPCTBSyncState state;
     /* STOPPED, LOADED: the pair the next start carries on from */
     PPCTBSyncSample held;
-    /* STOPPED under KVM: take a fresher pair when the state is saved */
-    bool resample_at_save;
-    /* LOADED: by a migration (not loadvm), with the subsection in it */
+    /* LOADED: by a migration (not loadvm), with a subsection in it */
     bool loaded_by_migration;
     bool loaded_subsection;
+    bool loaded_legacy;         /* from spapr/timebase-sync */
     /* A user pause turned into migration downtime, and the pause itself */
     bool pause_in_migration;
     PPCTBSyncSample pause;
     PPCTBSyncMigrationNotifier migration_notifier[MIG_MODE__MAX];
 
-    /* The subsection's fields, as they travel */
-    PPCTBSyncWire wire;
+    /* The legacy subsection's fields, as they came in */
+    PPCTBSyncLegacyWire legacy;
 
     PPCTBSyncRecord last;
 };
@@ -123,8 +128,9 @@ struct SpaprMachineState;
 void spapr_tb_sync_class_init(ObjectClass *oc);
 void spapr_tb_sync_instance_init(struct SpaprMachineState *spapr);
 void spapr_tb_sync_machine_init(struct SpaprMachineState *spapr);
+void spapr_tb_sync_pre_save(struct SpaprMachineState *spapr);
 void spapr_tb_sync_pre_load(struct SpaprMachineState *spapr);
 int spapr_tb_sync_post_load(struct SpaprMachineState *spapr);
-extern const VMStateDescription vmstate_spapr_tb_sync;
+extern const VMStateDescription vmstate_spapr_tb_sync_legacy;
 
 #endif
