@@ -8,8 +8,9 @@
  * time_of_the_day_ns), which every QEMU reads: a stock destination gets a
  * monotonic, frozen TB from it. What that pair cannot say (a user pause,
  * a floor raised by a failed start, a wide pairing error) goes in the
- * timebase/sync subsection, sent only then. When the VM starts, ppc_tb_calc decides the TB advance from the
- * realtime delta, the policy, the cap and the clamp; it is then applied
+ * timebase/sync subsection, sent only then. When the VM starts,
+ * ppc_tb_calc decides the TB advance from the realtime delta, the
+ * policy, the cap and the clamp; it is then applied
  * by advancing the virtual clock (TCG: TB, DEC and every virtual timer
  * move together) or by programming KVM_REG_PPC_TB_OFFSET on every vCPU,
  * rounded to the kernel's 2^24-tick granule towards the nearest value

@@ -15,6 +15,7 @@
 
 import json
 import os
+import re
 import time
 import unittest
 
@@ -241,7 +242,8 @@ class KvmTestBase(unittest.TestCase):
                        bound_ms=round(bound * 1e3, 3), **extra)
         self.assertEqual(info['accelerator'], 'kvm')
         self.assertEqual(last['trigger'], 'migration')
-        self.assertTrue(last['from-subsection'])
+        # Upstream's timebase fields carry it all: a stock-loadable stream.
+        self.assertFalse(last['from-subsection'])
         self.assertEqual(last['reason'], 'applied')
         self.assertEqual(last['kvm-requested-offset'],
                          last['kvm-applied-offset'])
@@ -329,6 +331,34 @@ class KvmTestBase(unittest.TestCase):
         e3 = self.paused_double(a, b, back, binary, name, skew_total)
         return e1, e2, e3
 
+    def rolling_upgrade(self):
+        """stock -> fork -> stock -> fork between hosts A and B with
+        default options, each hop live with the forced stop. A fork
+        destination is exact from the source's timebase fields (stock
+        samples its TB when it saves, after the stop, and under KVM the
+        TB ran in hardware until then); a stock destination programs the
+        fork's stop-time TB: frozen across the stop. Never backwards."""
+        a, b = self.host_pair()
+        for h in (a, b):
+            h.sync_clock()
+        (oa, ba), (ob, bb) = a.clock_offset(), b.clock_offset()
+        skew_total = abs(ob - oa) + ba + bb
+        vm = self.start_guest(a, STOCK, 'r0')
+        hops = [(b, 'r1', FORK, '10.0.0.2'), (a, 'r2', STOCK, '10.0.0.1'),
+                (b, 'r3', FORK, '10.0.0.2')]
+        prev = 'stock'
+        entries = []
+        for i, (host, slot, binary, ip) in enumerate(hops):
+            qemu = 'fork' if binary == FORK else 'stock'
+            vm, res = self.migrate(vm, host, slot, binary, ip)
+            entries.append(self.outcome(
+                f'P9 rolling upgrade, hop {i + 1}: {prev} -> {qemu}',
+                'powernv9', binary, vm, res, skew_total))
+            if binary == STOCK:
+                self.assertLess(res.error_s, -STOP_S / 2, f'hop {i + 1}')
+            prev = qemu
+        return entries
+
     @staticmethod
     def plain_migration(src, dst, uri_host):
         """Migrate src to dst (no forced stop); src's setup event."""
@@ -392,7 +422,8 @@ class KvmTestBase(unittest.TestCase):
             return entry
         last = end.cmd('query-timebase')['last-adjustment']
         self.assertEqual(last['trigger'], 'migration')
-        self.assertTrue(last['from-subsection'])
+        # The pause became downtime when the first migration began.
+        self.assertFalse(last['from-subsection'])
         self.assertEqual(last['reason'], 'applied')
         self.assertEqual(backwards, 0, 'the guest TB went backwards')
         self.assertGreaterEqual(first_tb, last_tb)
@@ -465,6 +496,20 @@ class KvmTestBase(unittest.TestCase):
         self.assertEqual(len(set(offsets)), 1, offsets)
         self.assertIn('on vCPU 1 failed', err)
         self.assertIn('The VM is being stopped (internal-error)', err)
+        # The pair stays held, its floor raised to the TB the vCPUs showed
+        # while they ran for a moment (this host's, no offset): migrated
+        # on, the stream needs timebase/sync to carry that floor.
+        c = h.start_inner('c', FORK, incoming=True, smp='2')
+        c.cmd('trace-event-set-state', name='ppc_tb_sync_load', enable=True)
+        self.plain_migration(dst, c, '127.0.0.1')
+        load = re.search(r'timebase with timebase/sync: flags 0x0 guest tb '
+                         r'0x([0-9a-f]+) realtime -?\d+ ns floor '
+                         r'0x([0-9a-f]+)', c.stderr())
+        self.assertIsNotNone(load, 'no timebase/sync in the stream')
+        tb, floor = int(load.group(1), 16), int(load.group(2), 16)
+        record(name + ', migrated on', machine=machine, qemu='fork',
+               floor_above_tb_s=round((floor - tb) / FREQ, 3))
+        self.assertGreater(floor, tb)
 
     def hotplug_after_migration(self, host, binary, slots, name):
         """A core hot-plugged after a migration reads the same TB as the

@@ -50,6 +50,9 @@ def main(path):
                   f"{r['debugfs_offset']:#x}; tracepoints: {r['trace_sets']} "
                   f"set, {r['trace_entries']} entries, {r['trace_exits']} "
                   f"exits")
+        if 'floor_above_tb_s' in r:
+            print(f"\n{r['scenario']}: the stream carried timebase/sync, "
+                  f"floor {r['floor_above_tb_s']} s above the saved TB")
         if 'woke_after_resume_ms' in r:
             print(f"\n{r['scenario']}: a sleep due "
                   f"{r['deadline_into_stop_ms']} ms into the stop ended "

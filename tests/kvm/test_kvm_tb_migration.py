@@ -62,6 +62,10 @@ class KvmTBMigrationTest(KvmTestBase):
         """The same with stock QEMU 10.0, for the table."""
         self.two_hosts(STOCK, 'P9 two hosts')
 
+    def test_p9_rolling_upgrade(self):
+        """stock -> fork -> stock -> fork, hosts A and B, no option."""
+        self.rolling_upgrade()
+
     def test_p9_modes_smp(self):
         """4 vCPUs through precopy, postcopy and multifd (KVM)."""
         self.modes_smp('powernv9', 'power9', 'P9 one host')
