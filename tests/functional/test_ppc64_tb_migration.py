@@ -322,22 +322,36 @@ class TBMigrationTest(QemuSystemTest):
         src.cmd('stop')
         return src, reader
 
-    def bad_stream(self, mode, message):
+    def test_bad_streams(self):
+        """A corrupt timebase/sync (an unknown flag bit, a floor below
+        guest_timebase, the stream cut inside it) fails the migration
+        with a message naming the field; the source is left as it was
+        (paused here) and the next try, corrupted otherwise, fails the
+        same way. Then it runs on, its TB monotonic."""
         rig = self.rig()
         src, reader = self.sync_source(rig)
-        dst, _, port = rig.start_destination(return_path=True)
-        proxy = StreamCorrupter(port, mode)
-        rig.start_migration(src, proxy.port, return_path=True, pause=False)
-        with self.assertRaises(MigrationFailed) as cm:
-            wait_resume_or_failure(src, dst)
-        self.assertTrue(proxy.hit, 'subsection not seen in the stream')
-        self.assertIn(message, str(cm.exception))
-        # The source notices, fails the migration and is as it was.
-        deadline = time.time() + 30
-        while src.cmd('query-migrate')['status'] != 'failed':
-            self.assertLess(time.time(), deadline, 'source did not fail')
-            time.sleep(0.1)
-        self.assertEqual(src.cmd('query-status')['status'], 'paused')
+        for mode, message in (
+                ('flags', "timebase/sync: field 'sync_flags': unknown bits "
+                          "0x80000000"),
+                ('floor', "timebase/sync: field 'sync_floor_tb' 0x0 is "
+                          "below guest_timebase"),
+                ('truncate', 'Failed to load timebase/sync:sync_')):
+            with self.subTest(mode=mode):
+                dst, _, port = rig.start_destination(return_path=True)
+                proxy = StreamCorrupter(port, mode)
+                rig.start_migration(src, proxy.port, return_path=True,
+                                    pause=False)
+                with self.assertRaises(MigrationFailed) as cm:
+                    wait_resume_or_failure(src, dst)
+                self.assertTrue(proxy.hit, 'subsection not seen')
+                self.assertIn(message, str(cm.exception))
+                deadline = time.time() + 30
+                while src.cmd('query-migrate')['status'] != 'failed':
+                    self.assertLess(time.time(), deadline,
+                                    'source did not fail')
+                    time.sleep(0.1)
+                self.assertEqual(src.cmd('query-status')['status'],
+                                 'paused')
         src.cmd('cont')
         n = len(reader.of_kind('sum'))
         reader.wait_for('sum', count=n + 3, timeout=30)
@@ -345,20 +359,6 @@ class TBMigrationTest(QemuSystemTest):
         last = src.cmd('query-timebase')['last-adjustment']
         self.assertEqual(last['trigger'], 'resume')
         self.assertEqual(last['reason'], 'policy-freeze')
-
-    def test_bad_stream_flags(self):
-        """Unknown flag bits in timebase/sync fail the migration."""
-        self.bad_stream('flags', "timebase/sync: field 'sync_flags': "
-                        "unknown bits 0x80000000")
-
-    def test_bad_stream_floor(self):
-        """A floor below guest_timebase fails the migration."""
-        self.bad_stream('floor', "timebase/sync: field 'sync_floor_tb' "
-                        "0x0 is below guest_timebase")
-
-    def test_bad_stream_truncated(self):
-        """A stream cut inside the subsection names the field."""
-        self.bad_stream('truncate', 'Failed to load timebase/sync:sync_')
 
     # ---- Streams of the fork's earlier formats (spapr/timebase-sync) ----
 
@@ -457,22 +457,13 @@ class TBMigrationTest(QemuSystemTest):
 
     # ---- Stock QEMU and mixed fleets ----
 
-    def test_compat_fork_to_stock(self):
-        """Fork -> stock 10.0 with default options: works, TB monotonic
-        (stock freezes it across the stop)."""
-        rig = self.rig(dst_qemu_bin=STOCK_QEMU, machine_opts=COMPAT_OPTS)
-        src, reader = rig.start_source()
-        _, _, res = rig.migrate(src, reader, 0.5)
-        self.assertEqual(res.backwards, 0)
-        self.assertLess(res.error_s, -0.4)
-
     def assert_tod_compensated(self, rig, src, reader):
         """A stock source: compensated from time_of_the_day_ns.
 
         The destination waits 1 s for `cont` after the migration, as under
         a management layer: that time is compensated.
         """
-        dst, _, res = rig.migrate(src, reader, 0.0, dst_hold_s=1.0)
+        dst, dreader, res = rig.migrate(src, reader, 0.0, dst_hold_s=1.0)
         self.assertEqual(res.backwards, 0)
         self.assertGreater(res.stop_to_start_s, 1.0)
         last = dst.cmd('query-timebase')['last-adjustment']
@@ -483,15 +474,7 @@ class TBMigrationTest(QemuSystemTest):
         # device state save) is not compensated; stock loses it all.
         self.assertLess(res.error_s, 0)
         self.assertGreater(res.error_s, -0.25)
-        return dst
-
-    def test_compat_stock_to_fork(self):
-        """Stock 10.0 -> fork: compensated from time_of_the_day_ns."""
-        rig = self.rig(src_machine_opts=COMPAT_OPTS,
-                       dst_machine_opts=COMPAT_OPTS)
-        rig.qemu_bin = STOCK_QEMU
-        src, reader = rig.start_source()
-        self.assert_tod_compensated(rig, src, reader)
+        return dst, dreader, res
 
     def test_compat_fork_to_stock_with_subsection(self):
         """Fork -> stock when the stream needs timebase/sync: the stock
@@ -547,8 +530,9 @@ class TBMigrationTest(QemuSystemTest):
         self.assertGreater(last['applied-ns'], 0.5e9)
 
     def test_rolling_upgrade_default(self):
-        """stock -> fork -> stock -> fork with default options, each hop
-        live, the destination continued 1 s after the migration (as by a
+        """stock 10.0.2 -> fork -> stock -> fork with default options
+        (the compatibility matrix's 10.0.x rows both ways), each hop live,
+        the destination continued 1 s after the migration (as by a
         management layer): the TB never goes backwards; a fork
         destination compensates from the source's fields (a stock source
         dates them when it saves: only the last RAM pass is lost), a
@@ -559,20 +543,20 @@ class TBMigrationTest(QemuSystemTest):
         hops = [(STOCK_QEMU, self.qemu_bin), (self.qemu_bin, STOCK_QEMU),
                 (STOCK_QEMU, self.qemu_bin)]
         for i, (src_bin, dst_bin) in enumerate(hops):
-            src, reader, res = rig.migrate(src, reader, 0.0,
-                                           dst_bin=dst_bin, dst_hold_s=1.0)
-            self.log.info('hop %d %s -> %s: %s', i, src_bin, dst_bin, res)
-            self.assertEqual(res.backwards, 0, f'hop {i}: TB backwards')
-            self.assertGreater(res.stop_to_start_s, 1.0)
-            if dst_bin == STOCK_QEMU:
-                self.assertLess(res.error_s, -0.9, f'hop {i}')
-                continue
-            last = src.cmd('query-timebase')['last-adjustment']
-            self.assertFalse(last['from-subsection'])
-            self.assertEqual(last['reason'], 'applied')
-            self.assertGreater(last['measured-ns'], 10**9)
-            self.assertLess(res.error_s, 0, f'hop {i}')
-            self.assertGreater(res.error_s, -0.25, f'hop {i}')
+            with self.subTest(hop=i + 1, src=src_bin, dst=dst_bin):
+                if dst_bin == STOCK_QEMU:
+                    src, reader, res = rig.migrate(src, reader, 0.0,
+                                                   dst_bin=dst_bin,
+                                                   dst_hold_s=1.0)
+                    self.log.info('hop %d fork -> stock: %s', i + 1, res)
+                    self.assertEqual(res.backwards, 0)
+                    self.assertGreater(res.stop_to_start_s, 1.0)
+                    self.assertLess(res.error_s, -0.9)
+                else:
+                    rig.dst_qemu_bin = dst_bin
+                    src, reader, res = self.assert_tod_compensated(
+                        rig, src, reader)
+                    self.log.info('hop %d stock -> fork: %s', i + 1, res)
 
     def qemu72(self):
         self.assertTrue(os.access(STOCK_QEMU72, os.X_OK),
@@ -585,7 +569,7 @@ class TBMigrationTest(QemuSystemTest):
         rig = self.rig(machine='pseries-7.2')
         rig.qemu_bin = self.qemu72()
         src, reader = rig.start_source()
-        dst = self.assert_tod_compensated(rig, src, reader)
+        dst, _, _ = self.assert_tod_compensated(rig, src, reader)
         # pseries-7.2 predates the subsection: the fork would not send it.
         self.assertFalse(dst.cmd('qom-get', path='/machine',
                                  property='tb-sync'))

@@ -31,7 +31,7 @@ RESULTS = os.environ.get('TBFORK_KVM_RESULTS',
                          os.path.join(WORKDIR, 'results.json'))
 
 # Stock QEMU 10.0.2 (bookworm-backports) as the outer emulator: it lacks
-# the fork's patch 0005.
+# the fork's patch 0006.
 STOCK_OUTER = '/usr/bin/qemu-system-ppc64'
 FORK = '/bin/qemu-system-ppc64'
 STOCK = '/bin/qemu-stock'
@@ -500,7 +500,9 @@ class KvmTestBase(unittest.TestCase):
         # while they ran for a moment (this host's, no offset): migrated
         # on, the stream needs timebase/sync to carry that floor.
         c = h.start_inner('c', FORK, incoming=True, smp='2')
-        c.cmd('trace-event-set-state', name='ppc_tb_sync_load', enable=True)
+        # (InnerVM.cmd's own first parameter is called name)
+        c.qmp.cmd('trace-event-set-state', name='ppc_tb_sync_load',
+                  enable=True)
         self.plain_migration(dst, c, '127.0.0.1')
         load = re.search(r'timebase with timebase/sync: flags 0x0 guest tb '
                          r'0x([0-9a-f]+) realtime -?\d+ ns floor '

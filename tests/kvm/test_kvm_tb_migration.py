@@ -84,7 +84,7 @@ class KvmTBMigrationTest(KvmTestBase):
                                      'hotplug after migration')
 
     def test_dirty_pages_fork_outer(self):
-        """With patch 0005 in the outer emulator no write is lost."""
+        """With patch 0006 in the outer emulator no write is lost."""
         self.dirty_migration(OUTER)
 
     @unittest.expectedFailure
