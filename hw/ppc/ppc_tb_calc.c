@@ -115,6 +115,19 @@ bool tbcalc_decide(const TBCalcInput *in, TBCalcResult *out)
     return true;
 }
 
+bool tbcalc_raise_to_floor(TBCalcResult *res, uint64_t saved_tb,
+                           uint64_t floor_tb, uint64_t tb_freq)
+{
+    if ((int64_t)(floor_tb - res->target_tb) <= 0) {
+        return false;
+    }
+    res->target_tb = floor_tb;
+    res->delta_ticks = floor_tb - saved_tb;
+    res->applied_ns = tbcalc_ticks_to_ns(res->delta_ticks, tb_freq);
+    res->reason = TBCALC_REASON_FLOOR;
+    return true;
+}
+
 uint64_t tbcalc_kvm_round_up(uint64_t offset, unsigned granule_shift)
 {
     uint64_t mask = (1ULL << granule_shift) - 1;
@@ -194,6 +207,7 @@ static const char *const reason_names[TBCALC_REASON__MAX] = {
     [TBCALC_REASON_NO_REALTIME] = "no-realtime",
     [TBCALC_REASON_CLOCK_BACKWARDS] = "clock-backwards",
     [TBCALC_REASON_CAPPED] = "capped",
+    [TBCALC_REASON_FLOOR] = "floor",
 };
 
 const char *tbcalc_policy_name(TBCalcPolicy policy)

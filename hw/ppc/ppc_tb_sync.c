@@ -6,8 +6,8 @@
  * When the VM stops, a (guest TB, host CLOCK_REALTIME) pair is sampled,
  * once. It travels in upstream's timebase state (guest_timebase,
  * time_of_the_day_ns), which every QEMU reads: a stock destination gets a
- * monotonic, frozen TB from it. What that pair cannot say (a user pause,
- * a floor raised by a failed start, a wide pairing error) goes in the
+ * monotonic, frozen TB from it. What that pair cannot say (a user pause
+ * a migration carries, a floor raised by a failed start) goes in the
  * timebase/sync subsection, sent only then. When the VM starts,
  * ppc_tb_calc decides the TB advance from the realtime delta, the
  * policy, the cap and the clamp; it is then applied
@@ -368,6 +368,15 @@ static void tb_sync_consumed(PPCTBSync *s)
     s->pause_in_migration = false;
 }
 
+/* A pause re-dated for a migration is a pause again: keep any floor. */
+static void tb_sync_end_pause_in_migration(PPCTBSync *s)
+{
+    uint64_t floor_tb = s->held.floor_tb;
+
+    s->held = s->pause;
+    s->held.floor_tb = MAX(s->held.floor_tb, floor_tb);
+}
+
 static void tb_sync_resume(SpaprMachineState *spapr)
 {
     PPCTBSync *s = tb_sync_of(spapr);
@@ -387,7 +396,7 @@ static void tb_sync_resume(SpaprMachineState *spapr)
          * `cont` while a migration of a paused VM runs: on this host it
          * was a user pause, whatever the migration made of it.
          */
-        s->held = s->pause;
+        tb_sync_end_pause_in_migration(s);
     }
     switch (s->state) {
     case PPC_TB_SYNC_IDLE:
@@ -467,6 +476,11 @@ static void tb_sync_resume(SpaprMachineState *spapr)
                                 rec.result.applied_ns);
     }
 
+    if (tbcalc_raise_to_floor(&rec.result, in.saved_tb, held.floor_tb, freq)) {
+        warn_report("timebase: the guest already read a later TB (its vCPUs "
+                    "ran in a start that failed): starting from it, %" PRIu64
+                    " ms past the one saved", rec.result.applied_ns / SCALE_MS);
+    }
     if (kvm_enabled() && !tb_sync_apply_kvm(s, &rec, &err)) {
         /*
          * vCPUs with different TBs hang a Linux guest: they were put back
@@ -567,6 +581,7 @@ static int tb_sync_migration_event(NotifierWithReturn *notifier,
 
     switch (e->type) {
     case MIG_EVENT_PRECOPY_SETUP:
+        s->migrating_out = true;
         /* Paused, or a snapshot loaded and not started */
         if (s->state != PPC_TB_SYNC_IDLE && s->held.user_paused) {
             tb_sync_pause_to_downtime(s);
@@ -574,8 +589,9 @@ static int tb_sync_migration_event(NotifierWithReturn *notifier,
         break;
     case MIG_EVENT_PRECOPY_DONE:    /* the device state has gone out */
     case MIG_EVENT_PRECOPY_FAILED:
+        s->migrating_out = false;
         if (s->pause_in_migration && s->state != PPC_TB_SYNC_IDLE) {
-            s->held = s->pause;
+            tb_sync_end_pause_in_migration(s);
         }
         s->pause_in_migration = false;
         break;
@@ -600,6 +616,7 @@ void spapr_tb_sync_pre_save(SpaprMachineState *spapr)
     uint64_t floor_tb;
     bool needed;
 
+    tb->sync_needed = false;
     if (s->state == PPC_TB_SYNC_IDLE) {
         /* Never started: the TB it would start from. */
         if (!tb_sync_sample(s, &pair)) {
@@ -610,15 +627,14 @@ void spapr_tb_sync_pre_save(SpaprMachineState *spapr)
     }
     floor_tb = MAX(pair.floor_tb, pair.tb);
     /*
-     * A snapshot is a pause to whoever loads it, so savevm needs no
-     * flag; a migration of a paused VM under the downtime policy was
-     * turned into downtime when it began (tb_sync_pause_to_downtime).
+     * A snapshot is a pause to whoever loads it, so savevm (of a running
+     * or a paused VM) needs no flag; a migration of a paused VM under
+     * the downtime policy was turned into downtime when it began
+     * (tb_sync_pause_to_downtime). The pairing error only informs: it
+     * goes along when the subsection does.
      */
     needed = s->send_subsection &&
-        ((pair.user_paused && !runstate_check(RUN_STATE_SAVE_VM)) ||
-         floor_tb > pair.tb ||
-         tbcalc_ticks_to_ns(pair.err_ticks, tb_sync_freq()) >
-         PPC_TB_SYNC_PAIRING_ERR_SEND_NS);
+        ((pair.user_paused && s->migrating_out) || floor_tb > pair.tb);
     /*
      * Without the subsection the floor cannot travel: start from it
      * (ahead by at most the time the failed start ran), never below.
@@ -712,7 +728,6 @@ void spapr_tb_sync_pre_load(SpaprMachineState *spapr)
     s->loaded_legacy = false;
     s->pause_in_migration = false;
     s->held = (PPCTBSyncSample) { 0 };
-    spapr->tb.sync_loaded = false;
 }
 
 int spapr_tb_sync_post_load(SpaprMachineState *spapr)

@@ -932,6 +932,32 @@ class TBMigrationTest(QemuSystemTest):
         reader.wait_for('sum', count=n + 3, timeout=30)
         self.assertEqual(reader.of_kind('back'), [])
 
+    def test_paused_savevm_loads_in_stock(self):
+        """An internal snapshot of a paused fork VM (what a rollback to
+        stock QEMU finds on its disks) loads in stock 10.0.2: savevm
+        never needs timebase/sync, paused or not."""
+        disk = self.new_qcow2('disk.qcow2')
+        rig = self.rig(machine_opts=COMPAT_OPTS)
+        rig.extra_args = ['-drive', f'if=none,id=d0,node-name=disk0,'
+                          f'format=qcow2,file={disk}']
+        vm, _ = rig.start_source()
+        vm.cmd('stop')
+        time.sleep(0.3)
+        self.assertEqual(vm.cmd('human-monitor-command',
+                                command_line='savevm paused').strip(), '')
+        vm.shutdown()
+        rig.extra_args += ['-loadvm', 'paused']
+        stock = rig.new_vm('stock', STOCK_QEMU, COMPAT_OPTS)
+        stock.launch()
+        reader = ProbeReader(stock.console_socket, os.path.join(
+            self.outputdir, 'console-stock.log'))
+        if not stock.cmd('query-status')['running']:
+            stock.cmd('cont')
+        n = len(reader.wait_for('sum', timeout=60))
+        reader.wait_for('sum', count=n + 3, timeout=30)
+        self.assertEqual(reader.of_kind('back'), [])
+        self.assertNotIn('Failed to load', stock.get_log() or '')
+
     def test_cmdline_loadvm(self):
         """-loadvm NAME is a snapshot load (frozen), not a migration."""
         rig = self.disk_rig()

@@ -343,9 +343,9 @@ class KvmTestBase(unittest.TestCase):
             h.sync_clock()
         (oa, ba), (ob, bb) = a.clock_offset(), b.clock_offset()
         skew_total = abs(ob - oa) + ba + bb
-        vm = self.start_guest(a, STOCK, 'r0')
-        hops = [(b, 'r1', FORK, '10.0.0.2'), (a, 'r2', STOCK, '10.0.0.1'),
-                (b, 'r3', FORK, '10.0.0.2')]
+        vm = self.start_guest(a, STOCK, 'a')
+        hops = [(b, 'b', FORK, '10.0.0.2'), (a, 'c', STOCK, '10.0.0.1'),
+                (b, 'd', FORK, '10.0.0.2')]
         prev = 'stock'
         entries = []
         for i, (host, slot, binary, ip) in enumerate(hops):

@@ -237,6 +237,44 @@ static void test_decide_property(void)
     g_rand_free(r);
 }
 
+static void test_raise_to_floor(void)
+{
+    TBCalcInput in = base_input();
+    TBCalcResult res, before;
+
+    /* A floor at or below the target changes nothing. */
+    g_assert_true(tbcalc_decide(&in, &res));
+    before = res;
+    g_assert_false(tbcalc_raise_to_floor(&res, in.saved_tb, in.saved_tb,
+                                         in.tb_freq));
+    g_assert_false(tbcalc_raise_to_floor(&res, in.saved_tb, res.target_tb,
+                                         in.tb_freq));
+    g_assert_cmpmem(&res, sizeof(res), &before, sizeof(before));
+
+    /* A floor an hour above: the TB starts from it. */
+    g_assert_true(tbcalc_raise_to_floor(&res, in.saved_tb,
+                                        in.saved_tb + 3600 * FREQ_P9,
+                                        in.tb_freq));
+    g_assert_cmpint(res.reason, ==, TBCALC_REASON_FLOOR);
+    g_assert_cmpuint(res.target_tb, ==, in.saved_tb + 3600 * FREQ_P9);
+    g_assert_cmpuint(res.delta_ticks, ==, 3600 * FREQ_P9);
+    g_assert_cmpuint(res.applied_ns, ==, 3600 * NS_PER_SEC);
+
+    /* Frozen by policy, the floor still holds; across the TB's wrap too. */
+    in.policy = TBCALC_POLICY_FREEZE;
+    in.saved_tb = UINT64_MAX - 10;
+    g_assert_true(tbcalc_decide(&in, &res));
+    g_assert_true(tbcalc_raise_to_floor(&res, in.saved_tb, 5, in.tb_freq));
+    g_assert_cmpuint(res.target_tb, ==, 5);
+    g_assert_cmpuint(res.delta_ticks, ==, 16);
+    /* A "floor" half the TB range away is behind, not ahead. */
+    g_assert_true(tbcalc_decide(&in, &res));
+    g_assert_false(tbcalc_raise_to_floor(&res, in.saved_tb,
+                                         in.saved_tb - (1ULL << 62),
+                                         in.tb_freq));
+    g_assert_cmpuint(res.target_tb, ==, in.saved_tb);
+}
+
 static void test_kvm_round_up(void)
 {
     g_assert_cmpuint(tbcalc_kvm_round_up(0, 24), ==, 0);
@@ -366,6 +404,8 @@ int main(int argc, char **argv)
     g_test_add_func("/ppc-tb-calc/decide/policies", test_decide_policies);
     g_test_add_func("/ppc-tb-calc/decide/tb-wrap", test_decide_tb_wrap);
     g_test_add_func("/ppc-tb-calc/decide/property", test_decide_property);
+    g_test_add_func("/ppc-tb-calc/decide/raise-to-floor",
+                    test_raise_to_floor);
     g_test_add_func("/ppc-tb-calc/kvm/round-up", test_kvm_round_up);
     g_test_add_func("/ppc-tb-calc/kvm/nearest", test_kvm_offset_nearest);
     g_test_add_func("/ppc-tb-calc/kvm/property", test_kvm_offset_property);

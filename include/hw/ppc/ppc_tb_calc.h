@@ -35,6 +35,7 @@ typedef enum TBCalcReason {
     TBCALC_REASON_NO_REALTIME,     /* no realtime stamp (0: e.g. replay) */
     TBCALC_REASON_CLOCK_BACKWARDS, /* host clocks disagree: clamped to 0 */
     TBCALC_REASON_CAPPED,          /* delta larger than the cap */
+    TBCALC_REASON_FLOOR,           /* raised to a TB the guest saw */
     TBCALC_REASON__MAX,
 } TBCalcReason;
 
@@ -83,6 +84,16 @@ uint64_t tbcalc_ticks_to_ns(uint64_t ticks, uint64_t freq);
  * policy).
  */
 bool tbcalc_decide(const TBCalcInput *in, TBCalcResult *out);
+
+/*
+ * Raise a decision to floor_tb, the lowest TB the guest may see again,
+ * when it is above the target (the guest ran with a higher TB than
+ * saved_tb: a start that failed after the vCPUs ran). delta_ticks is
+ * then floor_tb - saved_tb and applied_ns its duration. Compared as
+ * int64 differences (the TB wraps). Returns whether it raised.
+ */
+bool tbcalc_raise_to_floor(TBCalcResult *res, uint64_t saved_tb,
+                           uint64_t floor_tb, uint64_t tb_freq);
 
 /*
  * The KVM TB offset to request so that the guest TB (host_tb + offset)

@@ -25,9 +25,6 @@
 #define PPC_TB_SYNC_LEGACY_F_KVM      0x2u  /* was informational only */
 #define PPC_TB_SYNC_LEGACY_F_ALL      0x3u
 
-/* A pairing error worth sending the timebase/sync subsection for */
-#define PPC_TB_SYNC_PAIRING_ERR_SEND_NS 1000000
-
 #define PPC_TB_SYNC_DEFAULT_MAX_DELTA_MS 10000
 
 /* A (guest TB, host realtime) pair. */
@@ -111,6 +108,8 @@ struct PPCTBSync {
     bool loaded_by_migration;
     bool loaded_subsection;
     bool loaded_legacy;         /* from spapr/timebase-sync */
+    /* An outgoing migration runs (savevm and COLO never set it) */
+    bool migrating_out;
     /* A user pause turned into migration downtime, and the pause itself */
     bool pause_in_migration;
     PPCTBSyncSample pause;
