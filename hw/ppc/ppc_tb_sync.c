@@ -452,6 +452,13 @@ static void tb_sync_resume(SpaprMachineState *spapr)
         error_report("timebase: invalid input (frequency %" PRIu64
                      ", policy %d): TB left frozen", freq, in.policy);
     }
+    /* Never below what the guest read, whatever the cap and policy say */
+    if (tbcalc_raise_to_floor(&rec.result, in.saved_tb, held.floor_tb,
+                              freq)) {
+        warn_report("timebase: the guest already read a later TB (its vCPUs "
+                    "ran in a start that failed): starting from it, %" PRIu64
+                    " ms past the one saved", rec.result.applied_ns / SCALE_MS);
+    }
     rec.saved_tb = in.saved_tb;
     rec.saved_realtime_ns = in.saved_realtime_ns;
     rec.resume_realtime_ns = in.now_realtime_ns;
@@ -476,11 +483,6 @@ static void tb_sync_resume(SpaprMachineState *spapr)
                                 rec.result.applied_ns);
     }
 
-    if (tbcalc_raise_to_floor(&rec.result, in.saved_tb, held.floor_tb, freq)) {
-        warn_report("timebase: the guest already read a later TB (its vCPUs "
-                    "ran in a start that failed): starting from it, %" PRIu64
-                    " ms past the one saved", rec.result.applied_ns / SCALE_MS);
-    }
     if (kvm_enabled() && !tb_sync_apply_kvm(s, &rec, &err)) {
         /*
          * vCPUs with different TBs hang a Linux guest: they were put back
@@ -728,6 +730,8 @@ void spapr_tb_sync_pre_load(SpaprMachineState *spapr)
     s->loaded_legacy = false;
     s->pause_in_migration = false;
     s->held = (PPCTBSyncSample) { 0 };
+    /* timebase's pre_load does it too, but a version 1 spapr has none */
+    spapr->tb.sync_loaded = false;
 }
 
 int spapr_tb_sync_post_load(SpaprMachineState *spapr)

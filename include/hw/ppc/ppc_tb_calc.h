@@ -102,8 +102,10 @@ bool tbcalc_raise_to_floor(TBCalcResult *res, uint64_t saved_tb,
  * rounds up). With target_tb >= floor_tb the error is at most half a
  * granule when the nearer multiple is allowed, less than a whole one
  * otherwise. *residue_ticks gets (guest TB obtained) - target_tb.
- * floor_tb is compared relative to target_tb: values of target_tb -
- * floor_tb that are "negative" as int64 are treated as 0 (no floor).
+ * Precondition: target_tb >= floor_tb (tbcalc_raise_to_floor); a floor
+ * above the target (as an int64 difference) is treated as equal to it:
+ * the offset rounds up, and a floor more than a granule above would not
+ * be kept.
  */
 uint64_t tbcalc_kvm_offset(uint64_t target_tb, uint64_t floor_tb,
                            uint64_t host_tb, unsigned granule_shift,

@@ -108,7 +108,7 @@ struct PPCTBSync {
     bool loaded_by_migration;
     bool loaded_subsection;
     bool loaded_legacy;         /* from spapr/timebase-sync */
-    /* An outgoing migration runs (savevm and COLO never set it) */
+    /* An outgoing migration runs, COLO included (savevm never sets it) */
     bool migrating_out;
     /* A user pause turned into migration downtime, and the pause itself */
     bool pause_in_migration;
