@@ -363,7 +363,6 @@ static bool tb_sync_apply_kvm(PPCTBSync *s, PPCTBSyncRecord *rec,
 static void tb_sync_consumed(PPCTBSync *s)
 {
     s->state = PPC_TB_SYNC_IDLE;
-    s->loaded_subsection = false;
     /* A pause re-dated for a migration ends here, not at a later DONE. */
     s->pause_in_migration = false;
 }
@@ -407,7 +406,7 @@ static void tb_sync_resume(SpaprMachineState *spapr)
     case PPC_TB_SYNC_LOADED:
         rec.trigger = s->loaded_by_migration ?
             TIMEBASE_ADJUST_TRIGGER_MIGRATION : TIMEBASE_ADJUST_TRIGGER_LOADVM;
-        rec.from_subsection = s->loaded_subsection;
+        rec.from_subsection = s->loaded_legacy || spapr->tb.sync_loaded;
         break;
     }
     held = s->held;
@@ -638,8 +637,9 @@ void spapr_tb_sync_pre_save(SpaprMachineState *spapr)
     needed = s->send_subsection &&
         ((pair.user_paused && s->migrating_out) || floor_tb > pair.tb);
     /*
-     * Without the subsection the floor cannot travel: start from it
-     * (ahead by at most the time the failed start ran), never below.
+     * Without the subsection the floor cannot travel: start from it,
+     * never below (ahead by what the failed start showed: on a fresh
+     * destination, that host's TB).
      */
     tb->guest_timebase = needed ? pair.tb : floor_tb;
     tb->time_of_the_day_ns = pair.realtime_ns;
@@ -726,7 +726,6 @@ void spapr_tb_sync_pre_load(SpaprMachineState *spapr)
     PPCTBSync *s = tb_sync_of(spapr);
 
     s->state = PPC_TB_SYNC_IDLE;
-    s->loaded_subsection = false;
     s->loaded_legacy = false;
     s->pause_in_migration = false;
     s->held = (PPCTBSyncSample) { 0 };
@@ -773,7 +772,6 @@ int spapr_tb_sync_post_load(SpaprMachineState *spapr)
             s->held.err_ticks = tb->sync_pairing_err_ticks;
         }
     }
-    s->loaded_subsection = s->loaded_legacy || tb->sync_loaded;
     trace_ppc_tb_sync_load(s->loaded_legacy ? "spapr/timebase-sync" :
                            tb->sync_loaded ? "timebase with timebase/sync" :
                            "timebase", s->held.user_paused, s->held.tb,

@@ -86,6 +86,13 @@ class TBMigrationTest(QemuSystemTest):
                           f'format=qcow2,file={disk}']
         return rig
 
+    def wait_source_failed(self, src):
+        """The source's migration reaches 'failed' within 30 s."""
+        deadline = time.time() + 30
+        while src.cmd('query-migrate')['status'] != 'failed':
+            self.assertLess(time.time(), deadline, 'source did not fail')
+            time.sleep(0.1)
+
     def assert_compensated(self, res):
         self.log.info('migration: %s', res)
         self.assertEqual(res.backwards, 0, 'the guest TB went backwards')
@@ -345,11 +352,7 @@ class TBMigrationTest(QemuSystemTest):
                     wait_resume_or_failure(src, dst)
                 self.assertTrue(proxy.hit, 'subsection not seen')
                 self.assertIn(message, str(cm.exception))
-                deadline = time.time() + 30
-                while src.cmd('query-migrate')['status'] != 'failed':
-                    self.assertLess(time.time(), deadline,
-                                    'source did not fail')
-                    time.sleep(0.1)
+                self.wait_source_failed(src)
                 self.assertEqual(src.cmd('query-status')['status'],
                                  'paused')
         src.cmd('cont')
@@ -479,8 +482,8 @@ class TBMigrationTest(QemuSystemTest):
     def test_compat_fork_to_stock_with_subsection(self):
         """Fork -> stock when the stream needs timebase/sync: the stock
         side refuses it (naming the timebase field) and the source stays
-        as it was; with
-        tb-sync turned off at run time (qom-set) the next try loads."""
+        as it was; with tb-sync turned off at run time (qom-set) the next
+        try loads."""
         rig = self.rig(dst_qemu_bin=STOCK_QEMU, machine_opts=COMPAT_OPTS)
         src, reader = self.sync_source(rig)
         dst, _, port = rig.start_destination(return_path=True)
@@ -492,10 +495,7 @@ class TBMigrationTest(QemuSystemTest):
         self.assertIn("Failed to load spapr:tb\n", str(cm.exception))
         self.assertIn('load of migration failed: No such file or directory',
                       str(cm.exception))
-        deadline = time.time() + 30
-        while src.cmd('query-migrate')['status'] != 'failed':
-            self.assertLess(time.time(), deadline, 'source did not fail')
-            time.sleep(0.1)
+        self.wait_source_failed(src)
         self.assertEqual(src.cmd('query-status')['status'], 'paused')
         src.cmd('qom-set', path='/machine', property='tb-sync', value=False)
         dst, dreader, port = rig.start_destination()
@@ -590,10 +590,7 @@ class TBMigrationTest(QemuSystemTest):
             with self.assertRaises(MigrationFailed) as cm:
                 wait_resume_or_failure(src, dst)
             self.assertIn('cpu/slb', str(cm.exception))
-            deadline = time.time() + 30
-            while src.cmd('query-migrate')['status'] != 'failed':
-                self.assertLess(time.time(), deadline, 'source did not fail')
-                time.sleep(0.1)
+            self.wait_source_failed(src)
             n = len(reader.of_kind('sum'))
             reader.wait_for('sum', count=n + 5, timeout=30)
             self.assertTrue(src.cmd('query-status')['running'])
@@ -723,10 +720,7 @@ class TBMigrationTest(QemuSystemTest):
         dst.kill()
         time.sleep(0.5)
         src.cmd('migrate-continue', state='pre-switchover')
-        deadline = time.time() + 30
-        while src.cmd('query-migrate')['status'] != 'failed':
-            self.assertLess(time.time(), deadline, 'migration did not fail')
-            time.sleep(0.1)
+        self.wait_source_failed(src)
         last = self.resumed_source(src, reader)
         self.assertGreater(last['applied-ns'], 0.5e9)
 

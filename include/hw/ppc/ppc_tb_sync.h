@@ -104,10 +104,9 @@ struct PPCTBSync {
     PPCTBSyncState state;
     /* STOPPED, LOADED: the pair the next start carries on from */
     PPCTBSyncSample held;
-    /* LOADED: by a migration (not loadvm), with a subsection in it */
+    /* LOADED: by a migration (not loadvm); from spapr/timebase-sync */
     bool loaded_by_migration;
-    bool loaded_subsection;
-    bool loaded_legacy;         /* from spapr/timebase-sync */
+    bool loaded_legacy;
     /* An outgoing migration runs, COLO included (savevm never sets it) */
     bool migrating_out;
     /* A user pause turned into migration downtime, and the pause itself */
