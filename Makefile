@@ -2,11 +2,22 @@
 # fresh clone on a fresh Debian 12 machine: they configure, fetch and
 # build whatever is missing first.
 #
-#   make            build the native and cross QEMU, tools, guest artifacts
+#   make            build the native QEMU (and one without pseries), the
+#                   static ppc64le fork and stock QEMUs, tools, guest
 #   make demo       live-migrate a TCG guest running the TB probe
-#   make check      every test tier that fits CI (unit, fuzz, functional)
-#   make check-unit / check-functional / check-kvm   one tier
-#   make check-kernel   kernel-patches/: apply, checkpatch, build, boot
+#   make series     the upstream-style patch series, in build/series
+#   make check      every tier, in this order (scripts/check.sh):
+#                     unit        arithmetic unit tests (plain, ASan+UBSan),
+#                                 fuzzer
+#                     build       the QEMU without pseries links
+#                     series      make series, checkpatch, every prefix
+#                                 of the series builds
+#                     functional  TCG migration tests (QEMU's harness)
+#                     kvm         KVM-HV in emulated POWER hosts
+#                     kernel      kernel-patches/: apply, checkpatch,
+#                                 build, boot, tests
+#   make check-unit / check-functional / check-kvm / check-kernel /
+#        check-series   one tier
 #   make clean      remove build/ (the download cache stays)
 
 SHELL := /bin/bash
@@ -18,7 +29,13 @@ BUILD ?= $(TOP)/build
 CONFIGURE_DEPS := configure scripts/lib.sh scripts/setup-host.sh \
     scripts/fetch-qemu-source.sh scripts/make-sysroot.sh
 
+# Host packages and apt sources first (root): configure only checks them.
+# TBFORK_SETUP_HOST=no skips it (packages installed by other means).
+TBFORK_SETUP_HOST ?= yes
 $(BUILD)/config.mak: $(CONFIGURE_DEPS)
+	@if [ "$(TBFORK_SETUP_HOST)" != no ]; then \
+	    bash scripts/setup-host.sh || exit 1; \
+	fi
 	@if [ -f $@ ]; then \
 	    args=$$(sed -n 's/^CONFIGURE_ARGS := //p' $@); \
 	    ./configure $$args; \
@@ -36,9 +53,11 @@ GUEST := $(TBFORK_CACHE)/guest
 TBPROBE := $(BUILD)/tbprobe
 PYTHON := /usr/bin/python3
 
-.PHONY: all qemu-tree qemu-native qemu-cross stock-cross tools guest demo \
-    check check-unit check-functional check-kvm check-kernel clean
-all: qemu-native $(if $(filter yes,$(CROSS)),qemu-cross stock-cross) tools guest
+.PHONY: all qemu-tree qemu-native qemu-nopseries qemu-cross stock-cross \
+    tools guest demo series check check-unit check-functional check-kvm \
+    check-kernel check-series clean
+all: qemu-native qemu-nopseries \
+    $(if $(filter yes,$(CROSS)),qemu-cross stock-cross) tools guest
 
 # Always re-laid: a no-op (hash check) when nothing changed.
 qemu-tree: $(BUILD)/config.mak
@@ -46,7 +65,13 @@ qemu-tree: $(BUILD)/config.mak
 
 qemu-native: qemu-tree
 	@bash scripts/build-qemu.sh "native qemu" $(BUILD)/qemu-native \
-	    qemu-system-ppc64 qemu-img
+	    qemu-system-ppc64 qemu-img tests/unit/test-ppc-tb-calc
+
+# The fork without the pseries machine (configs/devices/ppc64-softmmu/
+# no-pseries.mak): proves that the monitor commands' stubs link.
+qemu-nopseries: qemu-tree
+	@bash scripts/build-qemu.sh "native qemu without pseries" \
+	    $(BUILD)/qemu-nopseries qemu-system-ppc64
 
 qemu-cross: qemu-tree
 	@bash scripts/build-qemu.sh "static ppc64le qemu (KVM)" \
@@ -63,7 +88,8 @@ stock-cross: qemu-tree
 	@file -L $(STOCK_CROSS) | grep -q 'statically linked' || \
 	    { echo '*** ERROR: $(STOCK_CROSS) is not a static binary'; exit 1; }
 
-tools: $(BUILD)/config.mak
+# Built against qemu-native's generated headers (QAPI enums).
+tools: qemu-native
 	@ninja -C $(BUILD)/tools >/dev/null || \
 	    { ninja -C $(BUILD)/tools; echo '*** ERROR: tools build failed'; exit 1; }
 
@@ -79,6 +105,14 @@ demo: qemu-native guest
 
 check: all
 	@bash scripts/check.sh $(BUILD)
+
+# The upstream form: build/series/{tb,fixes} (scripts/make-series.sh).
+series: qemu-tree
+	@bash scripts/make-series.sh $(BUILD)
+
+# The same, and every prefix of both series built (incrementally).
+check-series: qemu-native
+	@bash scripts/check.sh $(BUILD) series
 
 check-unit: tools
 	@bash scripts/check.sh $(BUILD) unit

@@ -1,6 +1,12 @@
 #!/usr/bin/env bash
-# Run the test tiers and print one closing line: "check: N passed, N failed".
-#   unit        our standalone C tests (plain, ASan+UBSan) and the fuzzer
+# Run the test tiers and print one closing line: "check: N passed, N
+# failed, N skipped", counted from each runner's JUnit or TAP output and
+# exit status (scripts/count-results.py).
+#   unit        the arithmetic's unit tests (QEMU's tests/unit, and our
+#               ASan+UBSan build of them) and its fuzzer
+#   build       the fork built without pseries (monitor stubs link)
+#   series      make-series.sh --build: the upstream series generated,
+#               checkpatch-clean, every prefix built
 #   functional  QEMU functional tests (tests/functional/test_ppc64_tb_*.py)
 #               run by QEMU's meson in the native build
 #   kvm         tests/kvm/test_kvm_tb_migration.py: KVM-HV in emulated
@@ -14,47 +20,14 @@ set -uo pipefail
 . "$(dirname "$0")/lib.sh"
 build=$1
 shift
-tiers=${*:-unit functional kvm kernel}
+tiers=${*:-unit build series functional kvm kernel}
 passed=0 failed=0 skipped=0
 
-# Count results from meson test's console lines: a TAP test counts its
-# subtests, any other test counts once.
+# count KIND FILE RC: add a runner's results (scripts/count-results.py:
+# meson's JUnit XML or a TAP stream, and the runner's exit status).
 count() {
-    local log=$1 p f s
-    read -r p f s < <(/usr/bin/python3 - "$log" "$2" <<'EOF'
-import re, sys
-p = f = s = 0
-seen = set()
-# A failed TAP test: count its "ok" and "not ok" subtests from meson's
-# text log.
-ok = not_ok = 0
-if len(sys.argv) > 2:
-    for line in open(sys.argv[2]):
-        ok += bool(re.match(r'ok \d+', line))
-        not_ok += bool(re.match(r'not ok \d+', line))
-for line in open(sys.argv[1]):
-    if line.startswith('Summary of Failures'):
-        break
-    m = re.match(r'\s*\d+/\d+ .*? (OK|EXPECTEDFAIL|SKIP|FAIL|ERROR|TIMEOUT|'
-                 r'UNEXPECTEDPASS)\s+[\d.]+s(.*)', line)
-    if not m:
-        continue
-    res, rest = m.group(1), m.group(2)
-    name = line.split(res)[0].strip()
-    if name in seen:
-        continue
-    seen.add(name)
-    sub = re.search(r'(\d+) subtests passed', rest)
-    if res in ('OK', 'EXPECTEDFAIL'):
-        p += int(sub.group(1)) if sub else 1
-    elif res == 'SKIP':
-        s += 1
-    else:
-        f += max(1, not_ok)
-        p += ok
-print(p, f, s)
-EOF
-    )
+    local p f s
+    read -r p f s < <(/usr/bin/python3 "$top/scripts/count-results.py" "$@")
     passed=$((passed + p)) failed=$((failed + f)) skipped=$((skipped + s))
     info "$p passed, $f failed, $s skipped"
 }
@@ -77,24 +50,23 @@ kvm_initrd() {
 # kvm_tap MODULE HOST_KERNEL NAME: run a tests/kvm module (TAP on
 # stdout), print its results table, add to the counts.
 kvm_tap() {
-    local mod=$1 kernel=$2 name=$3 dir="$build/kvm/$3" p f s
+    local mod=$1 kernel=$2 name=$3 dir="$build/kvm/$3" p f s rc
     rm -rf "$dir"
     mkdir -p "$dir"
+    # TAP on stdout, shown as each scenario ends; tracebacks in check.err
     (cd "$top/tests/kvm" &&
      TBFORK_OUTER_QEMU="$build/qemu-native/qemu-system-ppc64" \
+     TBFORK_STOCK_QEMU=/usr/bin/qemu-system-ppc64 \
      TBFORK_HOST_KERNEL="$kernel" \
      TBFORK_HOST_INITRD="$build/kvm/host.gz" \
      TBFORK_KVM_WORKDIR="$dir/work" \
      TBFORK_KVM_RESULTS="$dir/results.json" \
      PYTHONPATH="$build/qemu-src/python:$top/tests/functional" \
-     timeout 3600 /usr/bin/python3 "$mod.py") \
-        > "$dir/check.log" 2> "$dir/check.err"
-    # TAP: "ok N test.id", "ok N test.id # SKIP why", "not ok N test.id"
-    sed 's/^/    /' "$dir/check.log"
-    s=$(grep -cE '^ok [0-9]+ .* # SKIP' "$dir/check.log")
-    p=$(( $(grep -cE '^ok [0-9]+ ' "$dir/check.log") - s ))
-    f=$(grep -cE '^not ok [0-9]+ ' "$dir/check.log")
-    [ "$p" -gt 0 ] || f=$((f + 1))
+     timeout 3600 /usr/bin/python3 "$mod.py") 2> "$dir/check.err" |
+        tee "$dir/check.log" | sed -u 's/^/    /'
+    rc=${PIPESTATUS[0]}
+    read -r p f s < <(/usr/bin/python3 "$top/scripts/count-results.py" \
+                      tap "$dir/check.log" "$rc")
     if [ -f "$dir/results.json" ]; then
         /usr/bin/python3 "$top/tests/kvm/report.py" "$dir/results.json" \
             > "$dir/results.md"
@@ -155,11 +127,46 @@ kernel_prep() {
 for tier in $tiers; do
     case $tier in
     unit)
-        step "tier unit: arithmetic unit tests (plain, ASan+UBSan), fuzzer"
+        step "tier unit: arithmetic unit tests (QEMU's tests/unit, and under ASan+UBSan), fuzzer"
+        meson test -C "$build/qemu-native" --no-rebuild --print-errorlogs \
+            test-ppc-tb-calc > "$build/qemu-native/check-unit.log" 2>&1
+        rc=$?
+        grep -E '^ *[0-9]+/[0-9]+ ' "$build/qemu-native/check-unit.log" |
+            sed 's/^/    /'
+        count junit "$build/qemu-native/meson-logs/testlog.junit.xml" "$rc"
         meson test -C "$build/tools" --print-errorlogs --no-rebuild \
             > "$build/tools/check.log" 2>&1
+        rc=$?
         grep -E '^ *[0-9]+/[0-9]+ ' "$build/tools/check.log" | sed 's/^/    /'
-        count "$build/tools/check.log" "$build/tools/meson-logs/testlog.txt"
+        count junit "$build/tools/meson-logs/testlog.junit.xml" "$rc"
+        ;;
+    build)
+        # Built by `make check` before the tests: counted here.
+        step "tier build: the fork without pseries links (no-pseries.mak)"
+        if [ -x "$build/qemu-nopseries/qemu-system-ppc64" ] &&
+           "$build/qemu-nopseries/qemu-system-ppc64" -M help |
+               grep -q powernv9 &&
+           ! "$build/qemu-nopseries/qemu-system-ppc64" -M help |
+               grep -q pseries; then
+            info "qemu-system-ppc64 without pseries built (powernv, no pseries)"
+            passed=$((passed + 1))
+        else
+            warn "no qemu-system-ppc64 without pseries in $build/qemu-nopseries"
+            failed=$((failed + 1))
+        fi
+        ;;
+    series)
+        step "tier series: the upstream form (build/series), every prefix built"
+        if bash "$top/scripts/make-series.sh" "$build" --build \
+                > "$build/series.log" 2>&1; then
+            grep -E '^(==>|    (tb|fixes|every|checkpatch|tb \+))' \
+                "$build/series.log" | grep -v '%' | sed 's/^/    /'
+            passed=$((passed + 1))
+        else
+            tail -40 "$build/series.log" | sed 's/^/    /'
+            warn "series: see $build/series.log"
+            failed=$((failed + 1))
+        fi
         ;;
     functional)
         step "tier functional: migration tests between QEMU processes (TCG)"
@@ -169,20 +176,19 @@ for tier in $tiers; do
         # by setup-host.sh).
         qemu72=$(bash "$(dirname "$0")/fetch-stock-qemu72.sh") ||
             die "fetching stock QEMU 7.2 failed"
+        # --verbose: each subtest's TAP line as it ends (a run is ~10 min)
         TBFORK_GUEST="$TBFORK_CACHE/guest" TBFORK_QEMU72="$qemu72" \
-            meson test -C "$build/qemu-native" --setup thorough --print-errorlogs \
-            --no-rebuild $tests > "$build/qemu-native/check.log" 2>&1
-        grep -E '^ *[0-9]+/[0-9]+ ' "$build/qemu-native/check.log" |
-            sed 's/^/    /'
-        count "$build/qemu-native/check.log" \
-            "$build/qemu-native/meson-logs/testlog-thorough.txt"
-        # Failed subtests and their tracebacks (--print-errorlogs put
-        # them in the log), so that CI's output names what failed.
-        grep -E '^not ok ' \
-            "$build/qemu-native/meson-logs/testlog-thorough.txt" |
-            sed 's/^/    /'
+            TBFORK_STOCK_QEMU=/usr/bin/qemu-system-ppc64 \
+            meson test -C "$build/qemu-native" --setup thorough --verbose \
+            --no-rebuild $tests 2>&1 | tee "$build/qemu-native/check.log" |
+            grep --line-buffered -E '^(not )?ok [0-9]+ ' | sed -u 's/^/    /'
+        rc=${PIPESTATUS[0]}
+        count junit "$build/qemu-native/meson-logs/testlog-thorough.junit.xml" \
+            "$rc"
+        # Failed subtests' tracebacks, so that CI's output names what failed.
         awk '/^stderr:/ { p = 1; next } /^\(test program exited/ { p = 0 }
-             p' "$build/qemu-native/check.log" | head -150 | sed 's/^/    /'
+             p' "$build/qemu-native/meson-logs/testlog-thorough.txt" |
+            head -150 | sed 's/^/    /'
         ;;
     kvm)
         step "tier kvm: KVM-HV harness (emulated POWER hosts, fork and stock)"

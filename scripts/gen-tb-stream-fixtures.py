@@ -63,7 +63,8 @@ def write_stream(qemu, commit, out, machine_opts, pause):
     with open(raw, 'rb') as f, lzma.open(out + '.bin.xz', 'wb',
                                          preset=9) as g:
         g.write(f.read())
-    meta = {'machine': machine, 'args': ARGS, 'sampled': when,
+    meta = {'SPDX-License-Identifier': 'GPL-2.0-or-later',
+            'machine': machine, 'args': ARGS, 'sampled': when,
             'guest_tb': int(tb, 16), 'realtime_ns': int(realtime),
             'pairing_err_ticks': int(err), 'user_paused': paused == '1',
             'commit': commit, 'written': time.strftime('%Y-%m-%d %H:%M UTC',

@@ -17,7 +17,7 @@ dsc=$1
 build=$2
 top=$(cd "$(dirname "$0")/.." && pwd)
 # Our directories laid over the QEMU tree (laid out as QEMU would).
-OVERLAY="hw target migration include qapi docs tests/functional"
+OVERLAY="hw target migration include qapi docs configs tests/unit tests/functional"
 
 pristine="$build/qemu-pristine"
 staging="$build/qemu-staging"
@@ -45,7 +45,8 @@ inputs_hash() {
     {
         echo "$ver"
         (cd "$top" && overlay_files | xargs -r sha256sum)
-        (cd "$top/patches/qemu" && sha256sum series $(grep -v '^#' series))
+        (cd "$top/patches/qemu" &&
+         sha256sum series $(sed -n 's/^\([^#][^ ]*\).*/\1/p' series))
     } | sha256sum | cut -d' ' -f1
 }
 
@@ -66,7 +67,9 @@ for f in $(overlay_files); do
     cp "$top/$f" "$staging/$f"
 done
 n=0
-while read -r p; do
+# Each line: a patch, then the overlay files of the same change (used by
+# `make series`, not here).
+while read -r p _; do
     case "$p" in ''|'#'*) continue;; esac
     n=$((n + 1))
     info "applying $p"

@@ -5,10 +5,7 @@
  * Copyright (c) 2026 qemu-tb-fork developers
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
-#include <stdint.h>
-#include <stdlib.h>
-#include <string.h>
-
+#include "qemu/osdep.h"
 #include "hw/ppc/ppc_tb_calc.h"
 
 #define CHECK(cond) do { if (!(cond)) { abort(); } } while (0)
@@ -21,6 +18,7 @@ struct fuzz_input {
     uint64_t cap_ns;
     uint64_t host_tb;
     uint64_t slack;
+    uint64_t floor_above;
     uint8_t policy;
     uint8_t paused;
     uint8_t shift;
@@ -46,10 +44,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         .tb_freq = f.freq,
         .cap_ns = f.cap_ns,
         .user_paused = f.paused & 1,
-        .policy = f.policy % (TBCALC_POLICY__MAX + 1),
+        .policy = f.policy % (PPC_TIMEBASE_POLICY__MAX + 1),
     };
     if (!tbcalc_decide(&in, &res)) {
-        CHECK(in.tb_freq == 0 || in.policy == TBCALC_POLICY__MAX);
+        CHECK(in.tb_freq == 0 || in.policy == PPC_TIMEBASE_POLICY__MAX);
         CHECK(res.target_tb == in.saved_tb);
         return 0;
     }
@@ -60,6 +58,25 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         CHECK(res.delta_ticks == 0);
     }
 
+    /* A floor above the decision raises it to exactly the floor. */
+    floor_tb = res.target_tb + (f.floor_above >> 2);
+    {
+        TBCalcResult raised = res;
+
+        if (tbcalc_raise_to_floor(&raised, in.saved_tb, floor_tb,
+                                  in.tb_freq)) {
+            CHECK(floor_tb != res.target_tb);
+            CHECK(raised.target_tb == floor_tb);
+            CHECK(raised.delta_ticks == floor_tb - in.saved_tb);
+            CHECK(raised.reason == PPC_TIMEBASE_ADJUST_REASON_FLOOR);
+        } else {
+            CHECK(floor_tb == res.target_tb);
+            CHECK(raised.target_tb == res.target_tb &&
+                  raised.delta_ticks == res.delta_ticks &&
+                  raised.reason == res.reason);
+        }
+    }
+
     shift = 1 + f.shift % 40;
     granule = 1ULL << shift;
     /* Slack below 2^62: larger ones wrap the int64 comparison below. */
@@ -67,8 +84,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     off = tbcalc_kvm_offset(res.target_tb, floor_tb, f.host_tb, shift,
                             &residue);
     CHECK((off & (granule - 1)) == 0);
-    CHECK(tbcalc_kvm_round_up(off, shift) == off);
-    CHECK((int64_t)(f.host_tb + off - res.target_tb) == residue);
+        CHECK((int64_t)(f.host_tb + off - res.target_tb) == residue);
     CHECK((int64_t)(f.host_tb + off - floor_tb) >= 0 ||
           (int64_t)(res.target_tb - floor_tb) < 0);
     CHECK(residue < (int64_t)granule && residue > -(int64_t)granule);

@@ -30,9 +30,9 @@ WORKDIR = os.environ.get('TBFORK_KVM_WORKDIR', '/tmp/tbfork-kvm')
 RESULTS = os.environ.get('TBFORK_KVM_RESULTS',
                          os.path.join(WORKDIR, 'results.json'))
 
-# Stock QEMU 10.0.2 (bookworm-backports) as the outer emulator: it lacks
-# the fork's patch 0006.
-STOCK_OUTER = '/usr/bin/qemu-system-ppc64'
+# Stock QEMU 10.0.x as the outer emulator (`make check`: Debian's 10.0.2
+# from bookworm-backports): it lacks the radix C-bit fix (patches/qemu).
+STOCK_OUTER = os.environ.get('TBFORK_STOCK_QEMU', '')
 FORK = '/bin/qemu-system-ppc64'
 STOCK = '/bin/qemu-stock'
 FREQ = 512000000
@@ -48,7 +48,7 @@ HALF_GRANULE_S = (1 << 23) / FREQ
 # slower (a 1 s forced stop took 2.06 s stop-to-start instead of 1.29 s,
 # stock and fork alike); on 2026-11-26, +37 and +38 ms on one host with
 # residue 0 (two runs) and -56 ms across two hosts with residue -5.5 ms.
-# The exact checks are query-timebase's (offset read back from the
+# The exact checks are query-ppc-timebase's (offset read back from the
 # kernel, residue within half a granule, the same on every vCPU); this
 # one bounds what the guest saw by that plus the measurement.
 MEASURE_S = 0.060
@@ -230,7 +230,7 @@ class KvmTestBase(unittest.TestCase):
             entry = record(name, machine=machine, qemu=qemu, **fig, **extra)
             self.assertEqual(res.backwards, 0, 'the guest TB went backwards')
             return entry
-        info = dst.cmd('query-timebase')
+        info = dst.cmd('query-ppc-timebase')
         last = info['last-adjustment']
         residue_s = last['kvm-residue-ticks'] / FREQ
         bound = (HALF_GRANULE_S + last['pairing-error-ns'] / 1e9 +
@@ -243,7 +243,7 @@ class KvmTestBase(unittest.TestCase):
         self.assertEqual(info['accelerator'], 'kvm')
         self.assertEqual(last['trigger'], 'migration')
         # Upstream's timebase fields carry it all: a stock-loadable stream.
-        self.assertFalse(last['from-subsection'])
+        self.assertFalse(last['sync-state-loaded'])
         self.assertEqual(last['reason'], 'applied')
         self.assertEqual(last['kvm-requested-offset'],
                          last['kvm-applied-offset'])
@@ -420,10 +420,10 @@ class KvmTestBase(unittest.TestCase):
         self.assertEqual(status, 'paused')
         if binary != FORK:
             return entry
-        last = end.cmd('query-timebase')['last-adjustment']
+        last = end.cmd('query-ppc-timebase')['last-adjustment']
         self.assertEqual(last['trigger'], 'migration')
         # The pause became downtime when the first migration began.
-        self.assertFalse(last['from-subsection'])
+        self.assertFalse(last['sync-state-loaded'])
         self.assertEqual(last['reason'], 'applied')
         self.assertEqual(backwards, 0, 'the guest TB went backwards')
         self.assertGreaterEqual(first_tb, last_tb)
@@ -471,7 +471,7 @@ class KvmTestBase(unittest.TestCase):
                                        == c and p.host_time > after)
             self.assertEqual(vm.reader.of_kind('skew'), [],
                              'vCPU TBs disagree')
-            self.assertEqual(len(vm.cmd('query-timebase')['vcpus']), 4)
+            self.assertEqual(len(vm.cmd('query-ppc-timebase')['vcpus']), 4)
         return entries
 
     def kvm_set_fails(self, machine, cpu, name):
@@ -486,7 +486,8 @@ class KvmTestBase(unittest.TestCase):
         self.plain_migration(src, dst, '127.0.0.1')
         dst.event_wait('STOP', 30)
         status = dst.cmd('query-status')['status']
-        offsets = [v['tb-offset'] for v in dst.cmd('query-timebase')['vcpus']]
+        vcpus = dst.cmd('query-ppc-timebase')['vcpus']
+        offsets = [v['tb-offset'] for v in vcpus]
         err = dst.stderr()
         record(name, machine=machine, qemu='fork', status=status,
                set_fail_offsets=offsets,
@@ -501,7 +502,7 @@ class KvmTestBase(unittest.TestCase):
         # on, the stream needs timebase/sync to carry that floor.
         c = h.start_inner('c', FORK, incoming=True, smp='2')
         # (InnerVM.cmd's own first parameter is called name)
-        c.qmp.cmd('trace-event-set-state', name='ppc_tb_sync_load',
+        c.qmp.cmd('trace-event-set-state', name='spapr_tb_sync_load',
                   enable=True)
         self.plain_migration(dst, c, '127.0.0.1')
         load = re.search(r'timebase with timebase/sync: flags 0x0 guest tb '
@@ -532,9 +533,9 @@ class KvmTestBase(unittest.TestCase):
         dst.reader.wait_for('sum', count=20, timeout=60,
                             pred=lambda p: p.fields['cpu'] == 1 and
                             p.host_time > after)
-        # Stock has no query-timebase: there the probe's check speaks.
+        # Stock has no query-ppc-timebase: there the probe's check speaks.
         offsets = ([v['tb-offset'] for v in
-                    dst.cmd('query-timebase')['vcpus']]
+                    dst.cmd('query-ppc-timebase')['vcpus']]
                    if binary == FORK else [])
         skews = dst.reader.of_kind('skew')
         qemu = 'fork' if binary == FORK else 'stock'
@@ -563,7 +564,8 @@ class KvmTestBase(unittest.TestCase):
         return self._net_port
 
     def dirty_migration(self, outer):
-        """Migrate a guest that rewrites 64 MiB, reading each page first.
+        """Migrate a guest that rewrites 64 MiB, reading each page first;
+        return (pages that lost their last write, guest alive after).
 
         KVM-HV's dirty tracking under radix reads the C bit of its
         partition-scoped PTEs; the outer TCG emulator must set C on the
@@ -619,8 +621,7 @@ class KvmTestBase(unittest.TestCase):
                machine='powernv9', qemu='fork', lost_pages=lost,
                first_pass_s=first_pass_s,
                guest_alive=alive, downtime_limit_ms=limit_ms)
-        self.assertEqual(lost, 0, f'{lost} pages lost their last write')
-        self.assertTrue(alive, 'the guest stopped after the migration')
+        return lost, alive
 
     def dec_at_resume(self, machine, cpu, name):
         """A sleep whose deadline fell in the forced stop ends at resume.

@@ -45,7 +45,7 @@ def main(path):
         if 'error' in r:
             print(f"\n{r['scenario']} ({r['machine']}): `{r['error']}`")
         if 'debugfs_offset' in r:
-            print(f"\n{r['scenario']} ({r['machine']}): query-timebase "
+            print(f"\n{r['scenario']} ({r['machine']}): query-ppc-timebase "
                   f"offset {r['offset'] & (2**64 - 1):#x}, vcpu debugfs "
                   f"{r['debugfs_offset']:#x}; tracepoints: {r['trace_sets']} "
                   f"set, {r['trace_entries']} entries, {r['trace_exits']} "

@@ -3,7 +3,7 @@
 # The KVM-HV harness on a host kernel built with kernel-patches/ (Debian's
 # linux-source-6.1 + the series, scripts/build-kernel.sh): the kernel's
 # own view of the timebase offset, through the new debugfs entry and
-# tracepoints, agrees with what the fork's query-timebase reports; the
+# tracepoints, agrees with what the fork's query-ppc-timebase reports; the
 # scenarios of test_kvm_tb_migration.py pass on it. The kernel also has
 # KVM-PR built in (Debian's has none), a KVM without KVM_REG_PPC_TB_OFFSET:
 # the fork's refusal is tested on it. `make check-kernel` runs it with
@@ -39,7 +39,7 @@ class KvmKernelPatchesTest(KvmTestBase):
             int(fields['tb_offset_applied'], 16)
 
     def test_p9_debugfs_and_tracepoints(self):
-        """The kernel applies exactly what query-timebase reports."""
+        """The kernel applies exactly what query-ppc-timebase reports."""
         h = self.host('A')
         src = self.start_guest(h, FORK)
         # The set events of the migration, alone: the entry and exit
@@ -124,7 +124,7 @@ class KvmKernelPatchesTest(KvmTestBase):
         status = src.cmd('query-status')
         n = len(src.reader.of_kind('sum'))
         src.reader.wait_for('sum', count=n + 10, timeout=120)
-        info = src.cmd('query-timebase')
+        info = src.cmd('query-ppc-timebase')
         record('KVM-PR: no TB offset', machine='powernv8', qemu='fork',
                error=next((line for line in dst_err.splitlines()
                            if NO_TB_OFFSET in line), None))

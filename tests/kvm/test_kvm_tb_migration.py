@@ -9,6 +9,7 @@
 # Copyright (c) 2026 qemu-tb-fork developers
 # SPDX-License-Identifier: GPL-2.0-or-later
 
+import os
 import re
 import time
 import unittest
@@ -84,13 +85,31 @@ class KvmTBMigrationTest(KvmTestBase):
                                      'hotplug after migration')
 
     def test_dirty_pages_fork_outer(self):
-        """With patch 0006 in the outer emulator no write is lost."""
-        self.dirty_migration(OUTER)
+        """With the radix C-bit fix (patches/qemu/0008) in the outer
+        emulator no write is lost."""
+        lost, alive = self.dirty_migration(OUTER)
+        self.assertEqual(lost, 0, f'{lost} pages lost their last write')
+        self.assertTrue(alive, 'the guest stopped after the migration')
 
-    @unittest.expectedFailure
     def test_dirty_pages_stock_outer(self):
-        """Stock 10.0.2 as the outer emulator loses writes."""
-        self.dirty_migration(STOCK_OUTER)
+        """Stock 10.0.2 as the outer emulator loses writes.
+
+        How many depends on timing (8111, 5656 and 4162 pages in three
+        runs), so a run that loses none is possible: up to three
+        migrations, each on a fresh host, until one shows the loss.
+        """
+        if not os.access(STOCK_OUTER, os.X_OK):
+            self.skipTest('no stock QEMU 10.0.x: TBFORK_STOCK_QEMU must name '
+                          'its qemu-system-ppc64')
+        for attempt in range(3):
+            lost, alive = self.dirty_migration(STOCK_OUTER)
+            if lost or not alive:
+                return
+            for h in self.hosts:
+                h.shutdown()
+            self.hosts = []
+        self.fail('stock 10.0.2 as the outer emulator lost no write in '
+                  '3 migrations: is its radix C-bit bug fixed?')
 
     def test_nested_hv_l1_tb(self):
         """Nested HV under TCG: the TB saved is the L1's, not the L2's.
@@ -111,7 +130,7 @@ class KvmTBMigrationTest(KvmTestBase):
         """
         h = self.host('N', machine=NESTED_L1, cpu='power9')
         l2 = self.start_guest(h, FORK)
-        l2_offset = l2.cmd('query-timebase')['vcpus'][0]['tb-offset']
+        l2_offset = l2.cmd('query-ppc-timebase')['vcpus'][0]['tb-offset']
         self.assertLess(l2_offset, 0)
         outer = h.vm
         outer.qmp('migrate-set-capabilities', capabilities=[
@@ -133,7 +152,7 @@ class KvmTBMigrationTest(KvmTestBase):
             outer.event_wait('MIGRATION', 300,
                              {'data': {'status': 'pre-switchover'}})
             stop = outer.event_wait('STOP', 10)
-            l1 = outer.qmp('query-timebase')['return']['vcpus'][0]
+            l1 = outer.qmp('query-ppc-timebase')['return']['vcpus'][0]
             regs = outer.qmp('human-monitor-command',
                              **{'command-line': 'info registers'})['return']
             raw_tb = int(re.search(r'^TB \d+ (\d+) ', regs, re.M).group(1))
@@ -144,7 +163,7 @@ class KvmTBMigrationTest(KvmTestBase):
             # (host-tb); the vCPU's env adds the L2's offset in the L2.
             if raw_tb - l1['host-tb'] == l2_offset:
                 break
-        last = outer.qmp('query-timebase')['return']['last-adjustment']
+        last = outer.qmp('query-ppc-timebase')['return']['last-adjustment']
         settled = event_time(resume) + 0.3
         post = l2.reader.wait_for('sum', count=30, timeout=120,
                                   pred=lambda p: p.host_time > settled)
@@ -159,7 +178,7 @@ class KvmTBMigrationTest(KvmTestBase):
         self.assertEqual(raw_tb - l1['host-tb'], l2_offset,
                          f'no stop found the vCPU in the L2 in {attempt} '
                          'attempts')
-        # query-timebase reported the L1's TB, and that was saved.
+        # query-ppc-timebase reported the L1's TB, and that was saved.
         self.assertEqual(l1['tb-offset'], 0,
                          "the L2's offset reported as the L1's")
         self.assertEqual(l1['guest-tb'], l1['host-tb'])

@@ -1,11 +1,12 @@
 /*
- * POWER timebase migration arithmetic (pure C, no QEMU headers).
+ * POWER timebase migration arithmetic.
  *
  * Everything that decides which guest timebase (TB) value a migrated or
  * resumed VM gets: ns <-> tick conversion, the host-clock delta with its
  * cap and clamp, the KVM 2^24 granule rounding, and the choice of the
- * tightest (TB, realtime) sample pair. Kept free of QEMU so it can be
- * unit-tested, sanitized and fuzzed on its own.
+ * tightest (TB, realtime) sample pair. Pure functions of their
+ * arguments (no machine, clock or accelerator state), so that they are
+ * unit-tested, sanitized and fuzzed on their own.
  *
  * Copyright (c) 2026 qemu-tb-fork developers
  * SPDX-License-Identifier: GPL-2.0-or-later
@@ -13,31 +14,10 @@
 #ifndef HW_PPC_PPC_TB_CALC_H
 #define HW_PPC_PPC_TB_CALC_H
 
-#include <stdbool.h>
-#include <stdint.h>
-
-#define TBCALC_NS_PER_SEC 1000000000ULL
+#include "qapi/qapi-types-ppc-timebase.h"
 
 /* KVM Book3S HV applies KVM_REG_PPC_TB_OFFSET in units of 2^24 ticks. */
 #define TBCALC_KVM_GRANULE_SHIFT 24
-
-typedef enum TBCalcPolicy {
-    TBCALC_POLICY_FREEZE,     /* TB stands still while the VM is stopped */
-    TBCALC_POLICY_DOWNTIME,   /* compensate stops, not user pauses */
-    TBCALC_POLICY_WALLCLOCK,  /* follow host realtime through any stop */
-    TBCALC_POLICY__MAX,
-} TBCalcPolicy;
-
-typedef enum TBCalcReason {
-    TBCALC_REASON_APPLIED,         /* measured delta applied as is */
-    TBCALC_REASON_POLICY_FREEZE,   /* policy says freeze */
-    TBCALC_REASON_USER_PAUSED,     /* stop was a user pause / savevm */
-    TBCALC_REASON_NO_REALTIME,     /* no realtime stamp (0: e.g. replay) */
-    TBCALC_REASON_CLOCK_BACKWARDS, /* host clocks disagree: clamped to 0 */
-    TBCALC_REASON_CAPPED,          /* delta larger than the cap */
-    TBCALC_REASON_FLOOR,           /* raised to a TB the guest saw */
-    TBCALC_REASON__MAX,
-} TBCalcReason;
 
 typedef struct TBCalcInput {
     uint64_t saved_tb;          /* guest TB when the VM stopped */
@@ -46,7 +26,7 @@ typedef struct TBCalcInput {
     uint64_t tb_freq;           /* ticks per second, > 0 */
     uint64_t cap_ns;            /* largest delta applied; 0: no cap */
     bool user_paused;           /* the stop was a user pause or savevm */
-    TBCalcPolicy policy;
+    PpcTimebasePolicy policy;
 } TBCalcInput;
 
 typedef struct TBCalcResult {
@@ -54,7 +34,7 @@ typedef struct TBCalcResult {
     uint64_t delta_ticks;       /* TB advance applied */
     uint64_t applied_ns;        /* delta_ticks as ns (before rounding) */
     int64_t measured_ns;        /* now - saved realtime (may be < 0) */
-    TBCalcReason reason;
+    PpcTimebaseAdjustReason reason;
 } TBCalcResult;
 
 /* One bracketed sample: TB read, realtime read, TB read. */
@@ -111,9 +91,6 @@ uint64_t tbcalc_kvm_offset(uint64_t target_tb, uint64_t floor_tb,
                            uint64_t host_tb, unsigned granule_shift,
                            int64_t *residue_ticks);
 
-/* What the kernel does with a requested offset: round up to granule. */
-uint64_t tbcalc_kvm_round_up(uint64_t offset, unsigned granule_shift);
-
 /*
  * Pick the sample with the tightest TB bracket. Samples whose TB went
  * backwards inside the bracket are ignored. Returns false if none is
@@ -121,11 +98,5 @@ uint64_t tbcalc_kvm_round_up(uint64_t offset, unsigned granule_shift);
  */
 bool tbcalc_pick_pair(const TBCalcSample *samples, unsigned n,
                       TBCalcPair *pair);
-
-const char *tbcalc_policy_name(TBCalcPolicy policy);
-const char *tbcalc_reason_name(TBCalcReason reason);
-
-/* Parse a policy name; returns false if unknown. */
-bool tbcalc_policy_parse(const char *name, TBCalcPolicy *policy);
 
 #endif

@@ -25,6 +25,7 @@
 #include "qemu/error-report.h"
 #include "qemu/main-loop.h"
 #include "qemu/timer.h"
+#include "qemu/host-utils.h"
 #include "qapi/error.h"
 #include "qapi/visitor.h"
 #include "qapi/util.h"
@@ -46,17 +47,15 @@
 #include "hw/ppc/spapr.h"
 #include "hw/ppc/spapr_cpu_core.h"
 #include "hw/ppc/spapr_nested.h"
-#include "hw/ppc/ppc_tb_sync.h"
+#include "hw/ppc/spapr_tb_sync.h"
 #include "cpu.h"
+#include "kvm_ppc.h"
 #include "trace.h"
-#ifdef CONFIG_KVM
-#include <linux/kvm.h>
-#endif
 
 /* Samples taken to find the tightest (host TB, realtime) bracket. */
 #define TB_SYNC_PAIR_TRIES 5
 
-static PPCTBSync *tb_sync_of(SpaprMachineState *spapr)
+static SpaprTbSync *tb_sync_of(SpaprMachineState *spapr)
 {
     return &spapr->tb_sync;
 }
@@ -73,16 +72,21 @@ static uint64_t tb_sync_freq(void)
     return cpu && cpu->env.tb_env ? cpu->env.tb_env->tb_freq : 0;
 }
 
-static int64_t tb_sync_realtime_ns(PPCTBSync *s)
+static int64_t tb_sync_realtime_ns(SpaprTbSync *s)
 {
     struct timespec ts;
+    int64_t ns;
 
     if (replay_mode != REPLAY_MODE_NONE) {
         return 0;   /* as upstream: no realtime stamp under record/replay */
     }
     clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * NANOSECONDS_PER_SECOND + ts.tv_nsec +
-           s->x_realtime_skew_ms * (int64_t)SCALE_MS;
+    ns = (int64_t)ts.tv_sec * NANOSECONDS_PER_SECOND + ts.tv_nsec;
+    /* The test-only skew is bounded when set: saturate, never wrap. */
+    if (sadd64_overflow(ns, s->x_realtime_skew_ms * (int64_t)SCALE_MS, &ns)) {
+        ns = s->x_realtime_skew_ms < 0 ? INT64_MIN : INT64_MAX;
+    }
+    return ns;
 }
 
 /*
@@ -111,7 +115,7 @@ static uint64_t tb_sync_tcg_guest_tb(PowerPCCPU *cpu, int64_t vclock)
 }
 
 /* KVM: the host TB and realtime as one pair, the clock read bracketed. */
-static bool tb_sync_host_pair(PPCTBSync *s, TBCalcPair *pair)
+static bool tb_sync_host_pair(SpaprTbSync *s, TBCalcPair *pair)
 {
     TBCalcSample samples[TB_SYNC_PAIR_TRIES];
     int i;
@@ -124,7 +128,7 @@ static bool tb_sync_host_pair(PPCTBSync *s, TBCalcPair *pair)
     return tbcalc_pick_pair(samples, TB_SYNC_PAIR_TRIES, pair);
 }
 
-static bool tb_sync_sample(PPCTBSync *s, PPCTBSyncSample *out)
+static bool tb_sync_sample(SpaprTbSync *s, SpaprTbSyncSample *out)
 {
     PowerPCCPU *cpu = tb_sync_first_cpu();
 
@@ -168,7 +172,7 @@ static bool tb_sync_sample(PPCTBSync *s, PPCTBSyncSample *out)
 }
 
 /* Remember how the running virtual clock relates to the monotonic one. */
-static void tb_sync_note_running_vclock(PPCTBSync *s)
+static void tb_sync_note_running_vclock(SpaprTbSync *s)
 {
     if (!kvm_enabled() && !icount_enabled()) {
         s->vclock_minus_mono = qemu_clock_get_ns(QEMU_CLOCK_VIRTUAL) -
@@ -185,7 +189,7 @@ static bool tb_sync_is_user_pause(RunState state)
 
 /* ---- Applying a decision ---- */
 
-static void tb_sync_apply_tcg(const PPCTBSyncRecord *rec)
+static void tb_sync_apply_tcg(const SpaprTbSyncRecord *rec)
 {
     PowerPCCPU *cpu = tb_sync_first_cpu();
     int64_t vclock = qemu_clock_get_ns(QEMU_CLOCK_VIRTUAL);
@@ -199,7 +203,7 @@ static void tb_sync_apply_tcg(const PPCTBSyncRecord *rec)
     }
     if (ticks <= 0) {
         /* Already at or past the target: never move the TB back. */
-        trace_ppc_tb_sync_tcg_advance(now_tb, rec->result.target_tb, 0);
+        trace_spapr_tb_sync_tcg_advance(now_tb, rec->result.target_tb, 0);
         return;
     }
     if (icount_enabled()) {
@@ -210,92 +214,23 @@ static void tb_sync_apply_tcg(const PPCTBSyncRecord *rec)
     /*
      * Advance the virtual clock rather than tb_offset: DEC, HDEC and every
      * virtual timer then see the same elapsed time (an expired DEC fires
-     * at resume), and tb_offset stays 0, so a stock QEMU destination that
-     * does not migrate it still sees a monotonic TB.
+     * at resume), and tb_offset stays 0, so a QEMU destination that does
+     * not migrate it still sees a monotonic TB.
      */
     ns = tbcalc_ticks_to_ns(ticks, cpu->env.tb_env->tb_freq);
     cpu_clock_advance(ns);
     qemu_clock_notify(QEMU_CLOCK_VIRTUAL);
-    trace_ppc_tb_sync_tcg_advance(now_tb, rec->result.target_tb, ns);
+    trace_spapr_tb_sync_tcg_advance(now_tb, rec->result.target_tb, ns);
 }
 
-#ifdef CONFIG_KVM
-static int tb_sync_kvm_check(Error **errp)
-{
-    PowerPCCPU *cpu = tb_sync_first_cpu();
-    int64_t off;
-    int ret;
-
-    ret = kvm_get_one_reg(CPU(cpu), KVM_REG_PPC_TB_OFFSET, &off);
-    if (ret) {
-        error_setg(errp, "timebase: this kernel does not support "
-                   "KVM_REG_PPC_TB_OFFSET (%s): the guest timebase cannot "
-                   "be carried over", strerror(-ret));
-        return ret;
-    }
-    return 0;
-}
-
-static int tb_sync_kvm_set_offset(PowerPCCPU *cpu, int64_t offset)
-{
-    return kvm_set_one_reg(CPU(cpu), KVM_REG_PPC_TB_OFFSET, &offset);
-}
-
-static int tb_sync_kvm_get_offset(PowerPCCPU *cpu, int64_t *offset)
-{
-    return kvm_get_one_reg(CPU(cpu), KVM_REG_PPC_TB_OFFSET, offset);
-}
-#else
-static int tb_sync_kvm_check(Error **errp)
-{
-    return 0;
-}
-
-static int tb_sync_kvm_set_offset(PowerPCCPU *cpu, int64_t offset)
-{
-    g_assert_not_reached();
-}
-
-static int tb_sync_kvm_get_offset(PowerPCCPU *cpu, int64_t *offset)
-{
-    g_assert_not_reached();
-}
-#endif
-
-static TimebaseAdjustment *tb_sync_record_to_qapi(const PPCTBSyncRecord *rec)
-{
-    TimebaseAdjustment *a = g_new0(TimebaseAdjustment, 1);
-
-    a->trigger = rec->trigger;
-    a->from_subsection = rec->from_subsection;
-    a->policy = rec->policy;
-    a->saved_tb = rec->saved_tb;
-    a->saved_realtime_ns = rec->saved_realtime_ns;
-    a->pairing_error_ns = rec->pairing_err_ns;
-    a->resume_realtime_ns = rec->resume_realtime_ns;
-    a->measured_ns = rec->result.measured_ns;
-    a->applied_ns = rec->result.applied_ns;
-    a->delta_ticks = rec->result.delta_ticks;
-    a->target_tb = rec->result.target_tb;
-    a->reason = qapi_enum_parse(&TimebaseAdjustReason_lookup,
-                                tbcalc_reason_name(rec->result.reason),
-                                TIMEBASE_ADJUST_REASON_APPLIED, &error_abort);
-    if (rec->kvm) {
-        a->has_kvm_requested_offset = true;
-        a->kvm_requested_offset = rec->kvm_requested_offset;
-        a->has_kvm_applied_offset = true;
-        a->kvm_applied_offset = rec->kvm_applied_offset;
-        a->has_kvm_residue_ticks = true;
-        a->kvm_residue_ticks = rec->kvm_residue_ticks;
-    }
-    return a;
-}
-
-/* Program the same offset on every vCPU, or none. */
-static bool tb_sync_apply_kvm(PPCTBSync *s, PPCTBSyncRecord *rec,
+/*
+ * Program the same offset on every vCPU, or none: vCPUs with different
+ * TBs hang a Linux guest.
+ */
+static bool tb_sync_apply_kvm(SpaprTbSync *s, SpaprTbSyncRecord *rec,
                               Error **errp)
 {
-    int64_t residue, readback = 0;
+    int64_t residue, applied = 0;
     uint64_t offset;
     CPUState *cs, *undo;
     int ret = 0;
@@ -311,64 +246,69 @@ static bool tb_sync_apply_kvm(PPCTBSync *s, PPCTBSyncRecord *rec,
     rec->kvm = true;
     rec->kvm_requested_offset = offset;
     CPU_FOREACH(cs) {
+        PowerPCCPU *cpu = POWERPC_CPU(cs);
         int64_t got = 0;
 
         if (cs->cpu_index == s->x_kvm_fail_vcpu) {
             ret = -EINVAL;      /* fault injection, for tests */
         } else {
-            ret = tb_sync_kvm_set_offset(POWERPC_CPU(cs), offset);
+            ret = kvmppc_set_reg_tb_offset(cpu, offset);
         }
         if (!ret) {
-            ret = tb_sync_kvm_get_offset(POWERPC_CPU(cs), &got);
+            ret = kvmppc_get_reg_tb_offset(cpu, &got);
         }
-        trace_ppc_tb_sync_kvm_set(cs->cpu_index, offset, got, ret);
-        if (!ret && cs != first_cpu && got != readback) {
-            ret = -EIO;     /* vCPUs would disagree */
-        }
+        trace_spapr_tb_sync_kvm_set(cs->cpu_index, offset, got, ret);
         if (ret) {
-            error_setg(errp, "timebase: setting KVM_REG_PPC_TB_OFFSET to "
-                       "0x%" PRIx64 " on vCPU %d failed: %s", offset,
-                       cs->cpu_index, ret == -EIO ?
-                       "the kernel applied another value than on vCPU 0" :
-                       strerror(-ret));
+            error_setg_errno(errp, -ret, "timebase: setting "
+                             "KVM_REG_PPC_TB_OFFSET to 0x%" PRIx64
+                             " on vCPU %d failed", offset, cs->cpu_index);
             break;
         }
-        readback = got;
+        if (cs == first_cpu) {
+            applied = got;
+        } else if (got != applied) {
+            error_setg(errp, "timebase: KVM applied TB offset 0x%" PRIx64
+                       " on vCPU %d but 0x%" PRIx64 " on vCPU %d",
+                       (uint64_t)got, cs->cpu_index, (uint64_t)applied,
+                       first_cpu->cpu_index);
+            ret = -EIO;
+            break;
+        }
     }
     if (ret) {
-        /* Back to the offset they all had: one TB for every vCPU. */
+        /* Back to the offset they all had: QEMU's copy of it. */
         CPU_FOREACH(undo) {
             PowerPCCPU *cpu = POWERPC_CPU(undo);
 
-            tb_sync_kvm_set_offset(cpu, cpu->env.tb_env->tb_offset);
+            kvmppc_set_reg_tb_offset(cpu, cpu->env.tb_env->tb_offset);
             if (undo == cs) {
                 break;
             }
         }
         return false;
     }
-    if ((uint64_t)readback != offset) {
+    if ((uint64_t)applied != offset) {
         warn_report("timebase: KVM applied TB offset 0x%" PRIx64
-                    " instead of 0x%" PRIx64, (uint64_t)readback, offset);
+                    " instead of 0x%" PRIx64, (uint64_t)applied, offset);
     }
     CPU_FOREACH(cs) {
-        POWERPC_CPU(cs)->env.tb_env->tb_offset = readback;
+        POWERPC_CPU(cs)->env.tb_env->tb_offset = applied;
     }
-    rec->kvm_applied_offset = readback;
-    rec->kvm_residue_ticks = residue + (int64_t)((uint64_t)readback - offset);
+    rec->kvm_applied_offset = applied;
+    rec->kvm_residue_ticks = residue + (int64_t)((uint64_t)applied - offset);
     return true;
 }
 
 /* The held pair was applied (or cannot be): the VM runs from here. */
-static void tb_sync_consumed(PPCTBSync *s)
+static void tb_sync_consumed(SpaprTbSync *s)
 {
-    s->state = PPC_TB_SYNC_IDLE;
+    s->state = SPAPR_TB_SYNC_IDLE;
     /* A pause re-dated for a migration ends here, not at a later DONE. */
     s->pause_in_migration = false;
 }
 
 /* A pause re-dated for a migration is a pause again: keep any floor. */
-static void tb_sync_end_pause_in_migration(PPCTBSync *s)
+static void tb_sync_end_pause_in_migration(SpaprTbSync *s)
 {
     uint64_t floor_tb = s->held.floor_tb;
 
@@ -376,21 +316,18 @@ static void tb_sync_end_pause_in_migration(PPCTBSync *s)
     s->held.floor_tb = MAX(s->held.floor_tb, floor_tb);
 }
 
-static void tb_sync_resume(SpaprMachineState *spapr)
-{
-    PPCTBSync *s = tb_sync_of(spapr);
-    PPCTBSyncRecord rec = { .valid = true, .policy = s->policy };
-    uint64_t freq = tb_sync_freq();
-    TBCalcInput in = {
-        .tb_freq = freq,
-        .cap_ns = s->max_delta_ms * SCALE_MS,
-        .policy = s->policy,
-    };
-    PPCTBSyncSample held;
-    TimebaseAdjustment *event;
-    Error *err = NULL;
+/* ---- Starting: saved pair, time pair, decision, apply, report ---- */
 
-    if (s->state != PPC_TB_SYNC_IDLE && s->pause_in_migration) {
+/*
+ * The pair this start carries on from and what it follows; false on a
+ * first start (nothing to carry over).
+ */
+static bool tb_sync_saved_pair(SpaprMachineState *spapr,
+                               SpaprTbSyncRecord *rec, TBCalcInput *in)
+{
+    SpaprTbSync *s = tb_sync_of(spapr);
+
+    if (s->state != SPAPR_TB_SYNC_IDLE && s->pause_in_migration) {
         /*
          * `cont` while a migration of a paused VM runs: on this host it
          * was a user pause, whatever the migration made of it.
@@ -398,97 +335,160 @@ static void tb_sync_resume(SpaprMachineState *spapr)
         tb_sync_end_pause_in_migration(s);
     }
     switch (s->state) {
-    case PPC_TB_SYNC_IDLE:
-        return;     /* first start: nothing to carry over */
-    case PPC_TB_SYNC_STOPPED:
-        rec.trigger = TIMEBASE_ADJUST_TRIGGER_RESUME;
+    case SPAPR_TB_SYNC_IDLE:
+        return false;
+    case SPAPR_TB_SYNC_STOPPED:
+        rec->trigger = PPC_TIMEBASE_ADJUST_TRIGGER_RESUME;
         break;
-    case PPC_TB_SYNC_LOADED:
-        rec.trigger = s->loaded_by_migration ?
-            TIMEBASE_ADJUST_TRIGGER_MIGRATION : TIMEBASE_ADJUST_TRIGGER_LOADVM;
-        rec.from_subsection = s->loaded_legacy || spapr->tb.sync_loaded;
+    case SPAPR_TB_SYNC_LOADED:
+        rec->trigger = s->loaded_by_migration ?
+            PPC_TIMEBASE_ADJUST_TRIGGER_MIGRATION :
+            PPC_TIMEBASE_ADJUST_TRIGGER_LOADVM;
+        rec->sync_state_loaded = spapr->tb.sync_loaded;
         break;
     }
-    held = s->held;
-    in.saved_tb = held.tb;
-    in.saved_realtime_ns = held.realtime_ns;
+    in->saved_tb = s->held.tb;
+    in->saved_realtime_ns = s->held.realtime_ns;
     /* A snapshot is a pause by definition. */
-    in.user_paused = held.user_paused ||
-        rec.trigger == TIMEBASE_ADJUST_TRIGGER_LOADVM;
-    rec.floor_tb = held.floor_tb;
-    rec.pairing_err_ns = tbcalc_ticks_to_ns(held.err_ticks, freq);
+    in->user_paused = s->held.user_paused ||
+        rec->trigger == PPC_TIMEBASE_ADJUST_TRIGGER_LOADVM;
+    rec->saved_tb = in->saved_tb;
+    rec->saved_realtime_ns = in->saved_realtime_ns;
+    rec->floor_tb = s->held.floor_tb;
+    rec->pairing_err_ns = tbcalc_ticks_to_ns(s->held.err_ticks, in->tb_freq);
+    return true;
+}
 
-    if (kvm_enabled()) {
-        TBCalcPair now;
+/* Now: host realtime and, under KVM, the host TB read with it. */
+static void tb_sync_time_pair(SpaprTbSync *s, SpaprTbSyncRecord *rec,
+                              TBCalcInput *in)
+{
+    TBCalcPair now;
 
-        if (tb_sync_kvm_check(NULL)) {
-            /*
-             * A KVM without the register (KVM-PR): the guest reads the
-             * host TB, which ran on through the stop. Nothing can be
-             * applied; incoming migrations were refused in post_load.
-             */
-            warn_report_once("timebase: this kernel does not support "
-                             "KVM_REG_PPC_TB_OFFSET: the guest timebase "
-                             "follows the host's through every stop, "
-                             "whatever the policy");
-            trace_ppc_tb_sync_kvm_unsupported(TimebaseAdjustTrigger_str(
-                                                  rec.trigger));
-            tb_sync_consumed(s);
-            return;
-        }
-        /* The target's realtime and the host TB it is applied to: a pair. */
-        if (tb_sync_host_pair(s, &now)) {
-            in.now_realtime_ns = now.realtime_ns;
-            rec.kvm_host_tb = now.tb;
-        } else {
-            in.now_realtime_ns = tb_sync_realtime_ns(s);
-            rec.kvm_host_tb = cpu_get_host_ticks();
-        }
-    } else {
-        in.now_realtime_ns = tb_sync_realtime_ns(s);
+    if (kvm_enabled() && tb_sync_host_pair(s, &now)) {
+        in->now_realtime_ns = now.realtime_ns;
+        rec->kvm_host_tb = now.tb;
+        return;
     }
-    if (!tbcalc_decide(&in, &rec.result)) {
+    in->now_realtime_ns = tb_sync_realtime_ns(s);
+    rec->kvm_host_tb = kvm_enabled() ? cpu_get_host_ticks() : 0;
+}
+
+/* The advance: policy, clamp and cap, and never below the floor. */
+static void tb_sync_decide(const TBCalcInput *in, SpaprTbSyncRecord *rec)
+{
+    TBCalcResult *res = &rec->result;
+
+    if (!tbcalc_decide(in, res)) {
         error_report("timebase: invalid input (frequency %" PRIu64
-                     ", policy %d): TB left frozen", freq, in.policy);
+                     ", policy %d): TB left frozen", in->tb_freq,
+                     in->policy);
     }
-    /* Never below what the guest read, whatever the cap and policy say */
-    if (tbcalc_raise_to_floor(&rec.result, in.saved_tb, held.floor_tb,
-                              freq)) {
+    if (tbcalc_raise_to_floor(res, in->saved_tb, rec->floor_tb,
+                              in->tb_freq)) {
         warn_report("timebase: the guest already read a later TB (its vCPUs "
                     "ran in a start that failed): starting from it, %" PRIu64
-                    " ms past the one saved", rec.result.applied_ns / SCALE_MS);
+                    " ms past the one saved", res->applied_ns / SCALE_MS);
     }
-    rec.saved_tb = in.saved_tb;
-    rec.saved_realtime_ns = in.saved_realtime_ns;
-    rec.resume_realtime_ns = in.now_realtime_ns;
-    trace_ppc_tb_sync_decide(TimebaseAdjustTrigger_str(rec.trigger),
-                             in.saved_tb, in.saved_realtime_ns,
-                             in.now_realtime_ns, rec.result.applied_ns,
-                             rec.result.delta_ticks,
-                             tbcalc_reason_name(rec.result.reason));
-    if (rec.result.reason == TBCALC_REASON_CLOCK_BACKWARDS ||
-        rec.result.reason == TBCALC_REASON_CAPPED) {
+    rec->resume_realtime_ns = in->now_realtime_ns;
+    trace_spapr_tb_sync_decide(PpcTimebaseAdjustTrigger_str(rec->trigger),
+                               in->saved_tb, in->saved_realtime_ns,
+                               in->now_realtime_ns, res->applied_ns,
+                               res->delta_ticks,
+                               PpcTimebaseAdjustReason_str(res->reason));
+    if (res->reason == PPC_TIMEBASE_ADJUST_REASON_CLOCK_BACKWARDS ||
+        res->reason == PPC_TIMEBASE_ADJUST_REASON_CAPPED) {
         /* Worth the operator's eye: it lands in libvirt's domain log. */
         warn_report("timebase: %s: the host clock says %" PRId64
                     " ms passed since the VM stopped; the guest timebase "
                     "advanced %" PRIu64 " ms",
-                    rec.result.reason == TBCALC_REASON_CAPPED ?
+                    res->reason == PPC_TIMEBASE_ADJUST_REASON_CAPPED ?
                     "advance capped at tb-max-delta-ms" :
                     "host clock behind the source's, advance clamped to 0",
-                    rec.result.measured_ns / (int64_t)SCALE_MS,
-                    rec.result.applied_ns / SCALE_MS);
-        trace_ppc_tb_sync_clamp(tbcalc_reason_name(rec.result.reason),
-                                rec.result.measured_ns,
-                                rec.result.applied_ns);
+                    res->measured_ns / (int64_t)SCALE_MS,
+                    res->applied_ns / SCALE_MS);
+        trace_spapr_tb_sync_clamp(PpcTimebaseAdjustReason_str(res->reason),
+                                  res->measured_ns, res->applied_ns);
     }
+}
 
-    if (kvm_enabled() && !tb_sync_apply_kvm(s, &rec, &err)) {
+static PpcTimebaseAdjustment *
+tb_sync_record_to_qapi(const SpaprTbSyncRecord *rec)
+{
+    PpcTimebaseAdjustment *a = g_new0(PpcTimebaseAdjustment, 1);
+
+    a->trigger = rec->trigger;
+    a->sync_state_loaded = rec->sync_state_loaded;
+    a->policy = rec->policy;
+    a->saved_tb = rec->saved_tb;
+    a->saved_realtime_ns = rec->saved_realtime_ns;
+    a->pairing_error_ns = rec->pairing_err_ns;
+    a->resume_realtime_ns = rec->resume_realtime_ns;
+    a->measured_ns = rec->result.measured_ns;
+    a->applied_ns = rec->result.applied_ns;
+    a->delta_ticks = rec->result.delta_ticks;
+    a->target_tb = rec->result.target_tb;
+    a->reason = rec->result.reason;
+    if (rec->kvm) {
+        a->has_kvm_requested_offset = true;
+        a->kvm_requested_offset = rec->kvm_requested_offset;
+        a->has_kvm_applied_offset = true;
+        a->kvm_applied_offset = rec->kvm_applied_offset;
+        a->has_kvm_residue_ticks = true;
+        a->kvm_residue_ticks = rec->kvm_residue_ticks;
+    }
+    return a;
+}
+
+/* Kept for query-ppc-timebase, and sent as PPC_TIMEBASE_ADJUSTED. */
+static void tb_sync_report(SpaprTbSync *s, const SpaprTbSyncRecord *rec)
+{
+    PpcTimebaseAdjustment *event = tb_sync_record_to_qapi(rec);
+
+    s->last = *rec;
+    qapi_event_send_ppc_timebase_adjusted(event);
+    qapi_free_PpcTimebaseAdjustment(event);
+}
+
+static void tb_sync_resume(SpaprMachineState *spapr)
+{
+    SpaprTbSync *s = tb_sync_of(spapr);
+    SpaprTbSyncRecord rec = { .valid = true, .policy = s->policy };
+    TBCalcInput in = {
+        .tb_freq = tb_sync_freq(),
+        .cap_ns = s->max_delta_ms * SCALE_MS,
+        .policy = s->policy,
+    };
+    Error *err = NULL;
+
+    if (!tb_sync_saved_pair(spapr, &rec, &in)) {
+        return;
+    }
+    if (kvm_enabled() && !kvmppc_has_reg_tb_offset()) {
         /*
-         * vCPUs with different TBs hang a Linux guest: they were put back
-         * to the offset they all had, and the VM is stopped as soon as
-         * the main loop runs (a state change handler cannot keep vm_start
-         * from resuming the vCPUs). The pair stays held, for a later
-         * start or migration.
+         * A KVM without the register (KVM-PR): the guest reads the host
+         * TB, which ran on through the stop. Nothing can be applied;
+         * incoming migrations were refused in post_load.
+         */
+        warn_report_once("timebase: this kernel does not support "
+                         "KVM_REG_PPC_TB_OFFSET: the guest timebase "
+                         "follows the host's through every stop, "
+                         "whatever the policy");
+        trace_spapr_tb_sync_kvm_unsupported(
+            PpcTimebaseAdjustTrigger_str(rec.trigger));
+        tb_sync_consumed(s);
+        return;
+    }
+    tb_sync_time_pair(s, &rec, &in);
+    tb_sync_decide(&in, &rec);
+    if (!kvm_enabled()) {
+        tb_sync_apply_tcg(&rec);
+    } else if (!tb_sync_apply_kvm(s, &rec, &err)) {
+        /*
+         * The vCPUs were put back to the offset they all had, and the VM
+         * is stopped as soon as the main loop runs (a state change
+         * handler cannot keep vm_start from resuming the vCPUs). The pair
+         * stays held, for a later start or migration.
          */
         error_append_hint(&err, "The VM is being stopped (internal-error) "
                           "with its previous timebase offset.\n");
@@ -497,15 +497,8 @@ static void tb_sync_resume(SpaprMachineState *spapr)
         qemu_system_vmstop_request(RUN_STATE_INTERNAL_ERROR);
         return;
     }
-    if (!kvm_enabled()) {
-        tb_sync_apply_tcg(&rec);
-    }
     tb_sync_consumed(s);
-    s->last = rec;
-
-    event = tb_sync_record_to_qapi(&rec);
-    qapi_event_send_timebase_adjusted(event);
-    qapi_free_TimebaseAdjustment(event);
+    tb_sync_report(s, &rec);
 }
 
 /*
@@ -516,9 +509,9 @@ static void tb_sync_resume(SpaprMachineState *spapr)
  * migration ends (failed, or done and the source is continued anyway),
  * the VM is still paused there, and the pause goes on.
  */
-static void tb_sync_pause_to_downtime(PPCTBSync *s)
+static void tb_sync_pause_to_downtime(SpaprTbSync *s)
 {
-    if (s->policy != TBCALC_POLICY_DOWNTIME) {
+    if (s->policy != PPC_TIMEBASE_POLICY_DOWNTIME) {
         return;     /* freeze and wallclock count no pause differently */
     }
     s->pause = s->held;
@@ -526,7 +519,7 @@ static void tb_sync_pause_to_downtime(PPCTBSync *s)
     s->held.realtime_ns = tb_sync_realtime_ns(s);
     s->held.err_ticks = 0;      /* a frozen TB: the pair is exact */
     s->held.user_paused = false;
-    trace_ppc_tb_sync_save("pause turned into migration downtime",
+    trace_spapr_tb_sync_save("pause turned into migration downtime",
                            s->held.tb, s->held.realtime_ns, 0, false);
 }
 
@@ -534,21 +527,21 @@ static void tb_sync_vm_state_change(void *opaque, bool running,
                                     RunState state)
 {
     SpaprMachineState *spapr = opaque;
-    PPCTBSync *s = tb_sync_of(spapr);
+    SpaprTbSync *s = tb_sync_of(spapr);
 
     if (running) {
         tb_sync_resume(spapr);
         tb_sync_note_running_vclock(s);
         return;
     }
-    if (s->state != PPC_TB_SYNC_IDLE) {
+    if (s->state != SPAPR_TB_SYNC_IDLE) {
         /*
          * The start could not apply the pair (KVM refused): keep it. The
          * vCPUs ran for a moment with the offset they had (on a fresh
          * destination: none, this host's TB): whatever the guest read
          * then, a later start must not put the TB below it.
          */
-        PPCTBSyncSample now;
+        SpaprTbSyncSample now;
 
         if (tb_sync_sample(s, &now)) {
             s->held.floor_tb = MAX(s->held.floor_tb, now.tb);
@@ -565,8 +558,8 @@ static void tb_sync_vm_state_change(void *opaque, bool running,
      */
     s->held.user_paused = tb_sync_is_user_pause(state) &&
                           !migration_thread_is_self();
-    s->state = PPC_TB_SYNC_STOPPED;
-    trace_ppc_tb_sync_save("stop", s->held.tb, s->held.realtime_ns,
+    s->state = SPAPR_TB_SYNC_STOPPED;
+    trace_spapr_tb_sync_save("stop", s->held.tb, s->held.realtime_ns,
                            s->held.err_ticks, s->held.user_paused);
     if (s->held.user_paused && migration_is_running()) {
         /* Paused while a migration runs (--timeout-suspend): downtime. */
@@ -577,21 +570,21 @@ static void tb_sync_vm_state_change(void *opaque, bool running,
 static int tb_sync_migration_event(NotifierWithReturn *notifier,
                                    MigrationEvent *e, Error **errp)
 {
-    PPCTBSync *s = container_of(notifier, PPCTBSyncMigrationNotifier,
+    SpaprTbSync *s = container_of(notifier, SpaprTbSyncMigrationNotifier,
                                 notifier)->s;
 
     switch (e->type) {
     case MIG_EVENT_PRECOPY_SETUP:
         s->migrating_out = true;
         /* Paused, or a snapshot loaded and not started */
-        if (s->state != PPC_TB_SYNC_IDLE && s->held.user_paused) {
+        if (s->state != SPAPR_TB_SYNC_IDLE && s->held.user_paused) {
             tb_sync_pause_to_downtime(s);
         }
         break;
     case MIG_EVENT_PRECOPY_DONE:    /* the device state has gone out */
     case MIG_EVENT_PRECOPY_FAILED:
         s->migrating_out = false;
-        if (s->pause_in_migration && s->state != PPC_TB_SYNC_IDLE) {
+        if (s->pause_in_migration && s->state != SPAPR_TB_SYNC_IDLE) {
             tb_sync_end_pause_in_migration(s);
         }
         s->pause_in_migration = false;
@@ -611,14 +604,14 @@ static int tb_sync_migration_event(NotifierWithReturn *notifier,
  */
 void spapr_tb_sync_pre_save(SpaprMachineState *spapr)
 {
-    PPCTBSync *s = tb_sync_of(spapr);
+    SpaprTbSync *s = tb_sync_of(spapr);
     PPCTimebase *tb = &spapr->tb;
-    PPCTBSyncSample pair;
+    SpaprTbSyncSample pair;
     uint64_t floor_tb;
     bool needed;
 
     tb->sync_needed = false;
-    if (s->state == PPC_TB_SYNC_IDLE) {
+    if (s->state == SPAPR_TB_SYNC_IDLE) {
         /* Never started: the TB it would start from. */
         if (!tb_sync_sample(s, &pair)) {
             return;     /* no vCPU yet: upstream's pre_save says so */
@@ -634,7 +627,7 @@ void spapr_tb_sync_pre_save(SpaprMachineState *spapr)
      * (tb_sync_pause_to_downtime). The pairing error only informs: it
      * goes along when the subsection does.
      */
-    needed = s->send_subsection &&
+    needed = s->send_sync_state &&
         ((pair.user_paused && s->migrating_out) || floor_tb > pair.tb);
     /*
      * Without the subsection the floor cannot travel: start from it,
@@ -649,138 +642,72 @@ void spapr_tb_sync_pre_save(SpaprMachineState *spapr)
     tb->sync_flags = pair.user_paused ? PPC_TIMEBASE_SYNC_USER_PAUSED : 0;
     tb->sync_floor_tb = floor_tb;
     tb->sync_pairing_err_ticks = pair.err_ticks;
-    trace_ppc_tb_sync_stream(tb->guest_timebase, tb->time_of_the_day_ns,
+    trace_spapr_tb_sync_stream(tb->guest_timebase, tb->time_of_the_day_ns,
                              needed, tb->sync_flags, floor_tb,
                              pair.err_ticks);
 }
 
-/*
- * The spapr/timebase-sync subsection the fork's earlier builds wrote
- * (formats 1 and 2): still read, never written.
- */
-static bool tb_sync_legacy_needed(void *opaque)
-{
-    return false;
-}
-
-static int tb_sync_legacy_post_load(void *opaque, int version_id)
-{
-    PPCTBSync *s = tb_sync_of(opaque);
-    uint64_t freq = tb_sync_freq();
-
-    trace_ppc_tb_sync_load("spapr/timebase-sync", s->legacy.flags,
-                           s->legacy.guest_tb, s->legacy.realtime_ns,
-                           s->legacy.floor_tb);
-    if (s->legacy.version == 1 && version_id == 1) {
-        s->legacy.floor_tb = s->legacy.guest_tb;    /* no floor yet */
-    } else if (s->legacy.version != version_id) {
-        error_report("spapr/timebase-sync: field 'version': unsupported "
-                     "format version %" PRIu32 " (this QEMU reads 1 and %d)",
-                     s->legacy.version, PPC_TB_SYNC_LEGACY_FORMAT);
-        return -EINVAL;
-    }
-    if (s->legacy.flags & ~PPC_TB_SYNC_LEGACY_F_ALL) {
-        error_report("spapr/timebase-sync: field 'flags': unknown bits "
-                     "0x%" PRIx32, s->legacy.flags & ~PPC_TB_SYNC_LEGACY_F_ALL);
-        return -EINVAL;
-    }
-    if (s->legacy.tb_freq != freq) {
-        error_report("spapr/timebase-sync: field 'tb_freq': the source's "
-                     "timebase runs at %" PRIu64 " Hz, this machine's at %"
-                     PRIu64 " Hz", s->legacy.tb_freq, freq);
-        return -EINVAL;
-    }
-    s->held = (PPCTBSyncSample) {
-        .tb = s->legacy.guest_tb,
-        .realtime_ns = s->legacy.realtime_ns,
-        .err_ticks = s->legacy.pairing_err_ticks,
-        .user_paused = s->legacy.flags & PPC_TB_SYNC_LEGACY_F_USER_PAUSED,
-        .floor_tb = MAX(s->legacy.floor_tb, s->legacy.guest_tb),
-    };
-    s->loaded_legacy = true;
-    return 0;
-}
-
-const VMStateDescription vmstate_spapr_tb_sync_legacy = {
-    .name = "spapr/timebase-sync",
-    .version_id = PPC_TB_SYNC_LEGACY_FORMAT,
-    .minimum_version_id = 1,
-    .needed = tb_sync_legacy_needed,
-    .post_load = tb_sync_legacy_post_load,
-    .fields = (const VMStateField[]) {
-        VMSTATE_UINT32(tb_sync.legacy.version, SpaprMachineState),
-        VMSTATE_UINT32(tb_sync.legacy.flags, SpaprMachineState),
-        VMSTATE_UINT64(tb_sync.legacy.guest_tb, SpaprMachineState),
-        VMSTATE_INT64(tb_sync.legacy.realtime_ns, SpaprMachineState),
-        VMSTATE_UINT64(tb_sync.legacy.pairing_err_ticks, SpaprMachineState),
-        VMSTATE_UINT64(tb_sync.legacy.tb_freq, SpaprMachineState),
-        VMSTATE_UNUSED(8),      /* the source's tb_offset */
-        VMSTATE_UINT64_V(tb_sync.legacy.floor_tb, SpaprMachineState, 2),
-        VMSTATE_END_OF_LIST()
-    },
-};
-
 /* A load begins: whatever a previous load or stop left is replaced. */
 void spapr_tb_sync_pre_load(SpaprMachineState *spapr)
 {
-    PPCTBSync *s = tb_sync_of(spapr);
+    SpaprTbSync *s = tb_sync_of(spapr);
 
-    s->state = PPC_TB_SYNC_IDLE;
-    s->loaded_legacy = false;
+    s->state = SPAPR_TB_SYNC_IDLE;
     s->pause_in_migration = false;
-    s->held = (PPCTBSyncSample) { 0 };
-    /* timebase's pre_load does it too, but a version 1 spapr has none */
+    s->held = (SpaprTbSyncSample) { 0 };
+    /*
+     * timebase's pre_load does it too, but a version 1 spapr has no
+     * timebase state, and spapr/timebase-sync sets it
+     */
     spapr->tb.sync_loaded = false;
 }
 
 int spapr_tb_sync_post_load(SpaprMachineState *spapr)
 {
-    PPCTBSync *s = tb_sync_of(spapr);
+    SpaprTbSync *s = tb_sync_of(spapr);
     PPCTimebase *tb = &spapr->tb;
-    Error *err = NULL;
 
     /* loadvm, snapshot-load and -loadvm run in another state */
     s->loaded_by_migration = runstate_check(RUN_STATE_INMIGRATE) ||
                              runstate_check(RUN_STATE_COLO);
-    if (kvm_enabled() && s->loaded_by_migration && tb_sync_kvm_check(&err)) {
+    if (kvm_enabled() && s->loaded_by_migration &&
+        !kvmppc_has_reg_tb_offset()) {
         /*
          * Refuse: the guest would read this host's TB, from another
          * origin. A snapshot on the same host is allowed, as by stock.
          */
-        error_report_err(err);
+        error_report("timebase: this kernel does not support "
+                     "KVM_REG_PPC_TB_OFFSET: the guest timebase cannot be "
+                     "carried over");
         return -EINVAL;
     }
-    if (!s->loaded_legacy) {
-        /*
-         * Upstream's pair, as the source wrote it: the fork's at the
-         * stop, stock's when it saved. Under TCG a stock source's
-         * guest_timebase is its host TB, meaningless: the guest TB is
-         * where the virtual clock (loaded before the machine) puts it,
-         * which is also what a fork source wrote.
-         */
-        s->held = (PPCTBSyncSample) {
-            .tb = kvm_enabled() ? tb->guest_timebase :
-                tb_sync_tcg_guest_tb(tb_sync_first_cpu(),
-                                     qemu_clock_get_ns(QEMU_CLOCK_VIRTUAL)),
-            .realtime_ns = tb->time_of_the_day_ns,
-        };
-        s->held.floor_tb = s->held.tb;
-        if (tb->sync_loaded) {
-            s->held.user_paused = tb->sync_flags &
-                                  PPC_TIMEBASE_SYNC_USER_PAUSED;
-            s->held.floor_tb = MAX(s->held.tb, tb->sync_floor_tb);
-            s->held.err_ticks = tb->sync_pairing_err_ticks;
-        }
+    /*
+     * The pair as the source wrote it: at the stop (this series), or when
+     * it saved (a QEMU without it). Under TCG a source without it wrote
+     * its host TB in guest_timebase, meaningless here: the guest TB is
+     * where the virtual clock (loaded before the machine) puts it, which
+     * is also what a source with this series wrote.
+     */
+    s->held = (SpaprTbSyncSample) {
+        .tb = kvm_enabled() ? tb->guest_timebase :
+            tb_sync_tcg_guest_tb(tb_sync_first_cpu(),
+                                 qemu_clock_get_ns(QEMU_CLOCK_VIRTUAL)),
+        .realtime_ns = tb->time_of_the_day_ns,
+    };
+    s->held.floor_tb = s->held.tb;
+    if (tb->sync_loaded) {
+        s->held.user_paused = tb->sync_flags & PPC_TIMEBASE_SYNC_USER_PAUSED;
+        s->held.floor_tb = MAX(s->held.tb, tb->sync_floor_tb);
+        s->held.err_ticks = tb->sync_pairing_err_ticks;
     }
-    trace_ppc_tb_sync_load(s->loaded_legacy ? "spapr/timebase-sync" :
-                           tb->sync_loaded ? "timebase with timebase/sync" :
-                           "timebase", s->held.user_paused, s->held.tb,
-                           s->held.realtime_ns, s->held.floor_tb);
+    trace_spapr_tb_sync_load(tb->sync_loaded ? "timebase with timebase/sync" :
+                             "timebase", s->held.user_paused, s->held.tb,
+                             s->held.realtime_ns, s->held.floor_tb);
     if (!s->loaded_by_migration) {
         /* A snapshot is a pause: a migration before a start says so. */
         s->held.user_paused = true;
     }
-    s->state = PPC_TB_SYNC_LOADED;
+    s->state = SPAPR_TB_SYNC_LOADED;
     return 0;
 }
 
@@ -808,7 +735,7 @@ static void tb_sync_set_max_delta(Object *obj, Visitor *v, const char *name,
     tb_sync_of(SPAPR_MACHINE(obj))->max_delta_ms = value;
 }
 
-/* int64 properties; opaque: the field's offset in PPCTBSync. */
+/* int64 properties; opaque: the field's offset in SpaprTbSync. */
 static int64_t *tb_sync_int64_field(Object *obj, void *opaque)
 {
     return (void *)tb_sync_of(SPAPR_MACHINE(obj)) + (uintptr_t)opaque;
@@ -837,14 +764,14 @@ static void tb_sync_set_skew(Object *obj, Visitor *v, const char *name,
     *tb_sync_int64_field(obj, opaque) = value;
 }
 
-static bool tb_sync_get_subsection(Object *obj, Error **errp)
+static bool tb_sync_get_sync_state(Object *obj, Error **errp)
 {
-    return tb_sync_of(SPAPR_MACHINE(obj))->send_subsection;
+    return tb_sync_of(SPAPR_MACHINE(obj))->send_sync_state;
 }
 
-static void tb_sync_set_subsection(Object *obj, bool value, Error **errp)
+static void tb_sync_set_sync_state(Object *obj, bool value, Error **errp)
 {
-    tb_sync_of(SPAPR_MACHINE(obj))->send_subsection = value;
+    tb_sync_of(SPAPR_MACHINE(obj))->send_sync_state = value;
 }
 
 static int tb_sync_get_policy(Object *obj, Error **errp)
@@ -854,7 +781,7 @@ static int tb_sync_get_policy(Object *obj, Error **errp)
 
 static void tb_sync_set_policy(Object *obj, int value, Error **errp)
 {
-    PPCTBSync *s = tb_sync_of(SPAPR_MACHINE(obj));
+    SpaprTbSync *s = tb_sync_of(SPAPR_MACHINE(obj));
 
     /* A migration's start turned a pause into downtime by this policy */
     if (value != s->policy && migration_is_running()) {
@@ -866,15 +793,8 @@ static void tb_sync_set_policy(Object *obj, int value, Error **errp)
 
 void spapr_tb_sync_class_init(ObjectClass *oc)
 {
-    /* TimebasePolicy and TBCalcPolicy name the same values in order. */
-    QEMU_BUILD_BUG_ON((int)TIMEBASE_POLICY_FREEZE != TBCALC_POLICY_FREEZE ||
-                      (int)TIMEBASE_POLICY_DOWNTIME != TBCALC_POLICY_DOWNTIME ||
-                      (int)TIMEBASE_POLICY_WALLCLOCK !=
-                      TBCALC_POLICY_WALLCLOCK ||
-                      (int)TIMEBASE_POLICY__MAX != TBCALC_POLICY__MAX);
-
-    object_class_property_add_enum(oc, "tb-policy", "TimebasePolicy",
-                                   &TimebasePolicy_lookup,
+    object_class_property_add_enum(oc, "tb-policy", "PpcTimebasePolicy",
+                                   &PpcTimebasePolicy_lookup,
                                    tb_sync_get_policy, tb_sync_set_policy);
     object_class_property_set_description(oc, "tb-policy",
         "How the guest timebase moves while the VM is stopped: freeze "
@@ -885,21 +805,22 @@ void spapr_tb_sync_class_init(ObjectClass *oc)
                               NULL, NULL);
     object_class_property_set_description(oc, "tb-max-delta-ms",
         "Largest timebase advance applied at resume, in ms (0: no cap)");
-    object_class_property_add_bool(oc, "tb-sync", tb_sync_get_subsection,
-                                   tb_sync_set_subsection);
+    object_class_property_add_bool(oc, "tb-sync", tb_sync_get_sync_state,
+                                   tb_sync_set_sync_state);
     object_class_property_set_description(oc, "tb-sync",
-        "Send the timebase/sync migration subsection when the stream "
-        "needs it (off: never, the stream loads in any QEMU)");
+        "Send the timebase's sync state (the timebase/sync migration "
+        "subsection) when the stream needs it (off: never, the stream "
+        "loads in any QEMU)");
     object_class_property_add(oc, "x-tb-realtime-skew-ms", "int64",
                               tb_sync_visit_int64, tb_sync_set_skew, NULL,
-                              (void *)offsetof(PPCTBSync,
+                              (void *)offsetof(SpaprTbSync,
                                                x_realtime_skew_ms));
     object_class_property_set_description(oc, "x-tb-realtime-skew-ms",
         "Experimental, for tests: offset added to this process's host "
         "realtime readings");
     object_class_property_add(oc, "x-tb-kvm-fail-vcpu", "int64",
                               tb_sync_visit_int64, tb_sync_visit_int64, NULL,
-                              (void *)offsetof(PPCTBSync, x_kvm_fail_vcpu));
+                              (void *)offsetof(SpaprTbSync, x_kvm_fail_vcpu));
     object_class_property_set_description(oc, "x-tb-kvm-fail-vcpu",
         "Experimental, for tests: setting KVM_REG_PPC_TB_OFFSET on this "
         "vCPU fails (-1: none)");
@@ -907,18 +828,18 @@ void spapr_tb_sync_class_init(ObjectClass *oc)
 
 void spapr_tb_sync_instance_init(SpaprMachineState *spapr)
 {
-    PPCTBSync *s = tb_sync_of(spapr);
+    SpaprTbSync *s = tb_sync_of(spapr);
 
-    s->send_subsection =
+    s->send_sync_state =
         !SPAPR_MACHINE_GET_CLASS(spapr)->pre_10_0_timebase_sync;
-    s->policy = TBCALC_POLICY_DOWNTIME;
-    s->max_delta_ms = PPC_TB_SYNC_DEFAULT_MAX_DELTA_MS;
+    s->policy = PPC_TIMEBASE_POLICY_DOWNTIME;
+    s->max_delta_ms = SPAPR_TB_SYNC_DEFAULT_MAX_DELTA_MS;
     s->x_kvm_fail_vcpu = -1;
 }
 
 void spapr_tb_sync_machine_init(SpaprMachineState *spapr)
 {
-    PPCTBSync *s = tb_sync_of(spapr);
+    SpaprTbSync *s = tb_sync_of(spapr);
     MigMode mode;
 
     /* Replaces upstream's KVM-only cpu_ppc_clock_vm_state_change. */
@@ -933,53 +854,40 @@ void spapr_tb_sync_machine_init(SpaprMachineState *spapr)
 
 /* ---- Monitor ---- */
 
-#ifdef CONFIG_KVM
-static void tb_sync_read_kvm_offset(CPUState *cs, run_on_cpu_data arg)
-{
-    int64_t *off = arg.host_ptr;
-
-    if (kvm_get_one_reg(cs, KVM_REG_PPC_TB_OFFSET, off)) {
-        *off = POWERPC_CPU(cs)->env.tb_env->tb_offset;
-    }
-}
-#endif
-
-TimebaseInfo *qmp_query_timebase(Error **errp)
+PpcTimebaseInfo *qmp_query_ppc_timebase(Error **errp)
 {
     SpaprMachineState *spapr = (SpaprMachineState *)
         object_dynamic_cast(qdev_get_machine(), TYPE_SPAPR_MACHINE);
-    TimebaseInfo *info;
-    TimebaseVcpuList **tail;
+    PpcTimebaseInfo *info;
+    PpcTimebaseVcpuList **tail;
     CPUState *cs;
 
     if (!spapr) {
-        error_setg(errp, "query-timebase needs a pseries machine");
+        error_setg(errp, "query-ppc-timebase needs a pseries machine");
         return NULL;
     }
-    info = g_new0(TimebaseInfo, 1);
+    info = g_new0(PpcTimebaseInfo, 1);
     info->frequency = tb_sync_freq();
-    info->accelerator = g_strdup(kvm_enabled() ? "kvm" : "tcg");
+    info->accelerator = kvm_enabled() ? PPC_TIMEBASE_ACCEL_KVM :
+                                        PPC_TIMEBASE_ACCEL_TCG;
     info->policy = spapr->tb_sync.policy;
     info->max_delta_ms = spapr->tb_sync.max_delta_ms;
-    info->subsection = spapr->tb_sync.send_subsection;
+    info->sync_state = spapr->tb_sync.send_sync_state;
     tail = &info->vcpus;
     CPU_FOREACH(cs) {
         PowerPCCPU *cpu = POWERPC_CPU(cs);
-        TimebaseVcpu *v = g_new0(TimebaseVcpu, 1);
-        int64_t off = tb_sync_l1_offset(cpu);
+        PpcTimebaseVcpu *v = g_new0(PpcTimebaseVcpu, 1);
 
         v->cpu_index = cs->cpu_index;
-        if (kvm_enabled()) {
-#ifdef CONFIG_KVM
-            /* The kernel's value is the truth; read it on the vCPU. */
-            run_on_cpu(cs, tb_sync_read_kvm_offset, RUN_ON_CPU_HOST_PTR(&off));
-#endif
-            v->host_tb = cpu_get_host_ticks();
-        } else {
-            v->host_tb = tb_sync_vclock_ticks(cpu);
-        }
-        v->tb_offset = off;
-        v->guest_tb = v->host_tb + off;
+        /*
+         * QEMU's copy of the offset: only QEMU sets the KVM register,
+         * and reads it back when it does, so no vCPU leaves the guest
+         * for this query.
+         */
+        v->tb_offset = tb_sync_l1_offset(cpu);
+        v->host_tb = kvm_enabled() ? cpu_get_host_ticks() :
+                                     tb_sync_vclock_ticks(cpu);
+        v->guest_tb = v->host_tb + v->tb_offset;
         QAPI_LIST_APPEND(tail, v);
     }
     if (spapr->tb_sync.last.valid) {
@@ -996,32 +904,35 @@ static void hmp_print_tb(Monitor *mon, const char *label, uint64_t tb,
                    freq ? tbcalc_ticks_to_ns(tb % freq, freq) : 0);
 }
 
-static void hmp_print_ns(Monitor *mon, const char *label, int64_t ns)
+/* A signed duration: magnitude taken as unsigned, so INT64_MIN prints. */
+static void hmp_print_ns(Monitor *mon, const char *label, bool negative,
+                         uint64_t magnitude_ns)
 {
     monitor_printf(mon, "%s%s%" PRIu64 ".%06" PRIu64 " ms", label,
-                   ns < 0 ? "-" : "", (uint64_t)(ns < 0 ? -ns : ns) / SCALE_MS,
-                   (uint64_t)(ns < 0 ? -ns : ns) % SCALE_MS);
+                   negative ? "-" : "", magnitude_ns / SCALE_MS,
+                   magnitude_ns % SCALE_MS);
 }
 
 void hmp_info_timebase(Monitor *mon, const QDict *qdict)
 {
     Error *err = NULL;
-    TimebaseInfo *info = qmp_query_timebase(&err);
-    TimebaseVcpuList *l;
-    TimebaseAdjustment *a;
+    PpcTimebaseInfo *info = qmp_query_ppc_timebase(&err);
+    PpcTimebaseVcpuList *l;
+    PpcTimebaseAdjustment *a;
 
     if (hmp_handle_error(mon, err)) {
         return;
     }
     monitor_printf(mon, "timebase: %" PRIu64 " Hz, %s, policy %s, cap %"
-                   PRIu64 " ms, migration subsection %s\n",
-                   info->frequency, info->accelerator,
-                   TimebasePolicy_str(info->policy), info->max_delta_ms,
-                   info->subsection ? "on" : "off");
-    monitor_printf(mon, "host TB: %s\n", kvm_enabled() ? "host timebase" :
-                   "virtual clock in TB ticks (TCG)");
+                   PRIu64 " ms, sync state %s\n",
+                   info->frequency, PpcTimebaseAccel_str(info->accelerator),
+                   PpcTimebasePolicy_str(info->policy), info->max_delta_ms,
+                   info->sync_state ? "on" : "off");
+    monitor_printf(mon, "host TB: %s\n",
+                   info->accelerator == PPC_TIMEBASE_ACCEL_KVM ?
+                   "host timebase" : "virtual clock in TB ticks (TCG)");
     for (l = info->vcpus; l; l = l->next) {
-        TimebaseVcpu *v = l->value;
+        PpcTimebaseVcpu *v = l->value;
 
         monitor_printf(mon, "vCPU %" PRId64 ": guest TB ", v->cpu_index);
         hmp_print_tb(mon, "", v->guest_tb, info->frequency);
@@ -1031,25 +942,25 @@ void hmp_info_timebase(Monitor *mon, const QDict *qdict)
     a = info->last_adjustment;
     if (!a) {
         monitor_printf(mon, "last adjustment: none\n");
-        qapi_free_TimebaseInfo(info);
+        qapi_free_PpcTimebaseInfo(info);
         return;
     }
     monitor_printf(mon, "last adjustment: %s (%s), policy %s\n",
-                   TimebaseAdjustTrigger_str(a->trigger),
-                   a->trigger == TIMEBASE_ADJUST_TRIGGER_RESUME ?
-                   "local stop" : a->from_subsection ?
-                   "timebase state with its sync subsection" :
-                   "timebase state",
-                   TimebasePolicy_str(a->policy));
+                   PpcTimebaseAdjustTrigger_str(a->trigger),
+                   a->trigger == PPC_TIMEBASE_ADJUST_TRIGGER_RESUME ?
+                   "local stop" : a->sync_state_loaded ?
+                   "timebase state with its sync state" : "timebase state",
+                   PpcTimebasePolicy_str(a->policy));
     hmp_print_tb(mon, "  saved TB:    ", a->saved_tb, info->frequency);
     monitor_printf(mon, " at realtime %" PRId64 " ns (pairing error %" PRIu64
                    " ns)\n", a->saved_realtime_ns, a->pairing_error_ns);
     monitor_printf(mon, "  resumed at realtime %" PRId64 " ns\n",
                    a->resume_realtime_ns);
-    hmp_print_ns(mon, "  measured stop-to-start: ", a->measured_ns);
-    hmp_print_ns(mon, "\n  delta applied: ", a->applied_ns);
+    hmp_print_ns(mon, "  measured stop-to-start: ", a->measured_ns < 0,
+                 uabs64(a->measured_ns));
+    hmp_print_ns(mon, "\n  delta applied: ", false, a->applied_ns);
     monitor_printf(mon, " (%" PRIu64 " ticks), reason: %s\n", a->delta_ticks,
-                   TimebaseAdjustReason_str(a->reason));
+                   PpcTimebaseAdjustReason_str(a->reason));
     hmp_print_tb(mon, "  target TB:   ", a->target_tb, info->frequency);
     monitor_printf(mon, "\n");
     if (a->has_kvm_requested_offset) {
@@ -1058,12 +969,10 @@ void hmp_info_timebase(Monitor *mon, const QDict *qdict)
                        PRId64 " ticks",
                        (uint64_t)a->kvm_requested_offset,
                        (uint64_t)a->kvm_applied_offset, a->kvm_residue_ticks);
-        hmp_print_ns(mon, " (", a->kvm_residue_ticks < 0 ?
-                     -(int64_t)tbcalc_ticks_to_ns(-a->kvm_residue_ticks,
-                                                  info->frequency) :
-                     (int64_t)tbcalc_ticks_to_ns(a->kvm_residue_ticks,
-                                                 info->frequency));
+        hmp_print_ns(mon, " (", a->kvm_residue_ticks < 0,
+                     tbcalc_ticks_to_ns(uabs64(a->kvm_residue_ticks),
+                                        info->frequency));
         monitor_printf(mon, ")\n");
     }
-    qapi_free_TimebaseInfo(info);
+    qapi_free_PpcTimebaseInfo(info);
 }
