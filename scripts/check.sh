@@ -6,7 +6,8 @@
 #               ASan+UBSan build of them) and its fuzzer
 #   build       the fork built without pseries (monitor stubs link)
 #   series      make-series.sh --build: the upstream series generated,
-#               checkpatch-clean, every prefix built
+#               checkpatch-clean, every prefix built (in the background at
+#               idle priority while other tiers run, like the kernel's)
 #   functional  QEMU functional tests (tests/functional/test_ppc64_tb_*.py)
 #               run by QEMU's meson in the native build
 #   kvm         tests/kvm/test_kvm_tb_migration.py: KVM-HV in emulated
@@ -20,7 +21,7 @@ set -uo pipefail
 . "$(dirname "$0")/lib.sh"
 build=$1
 shift
-tiers=${*:-unit build series functional kvm kernel}
+tiers=${*:-unit build functional kvm kernel series}
 passed=0 failed=0 skipped=0
 
 # count KIND FILE RC: add a runner's results (scripts/count-results.py:
@@ -105,6 +106,25 @@ case " $tiers " in
     ;;
 esac
 
+# The series' prefix builds (~5 min of CPU) need no test either: in the
+# background too, at idle priority, when other tiers run.
+series_bg_pid=
+case " $tiers " in
+*" series "*)
+    if [ "$(echo $tiers)" != series ]; then
+        rm -f "$build/series.rc"
+        step "series prefix builds in the background (log: $build/series.log)"
+        (
+            chrt --idle 0 nice -n 19 \
+                bash "$top/scripts/make-series.sh" "$build" --build \
+                > "$build/series.log" 2>&1
+            echo $? > "$build/series.rc"
+        ) &
+        series_bg_pid=$!
+    fi
+    ;;
+esac
+
 # kernel_prep VER [--check-only]: build-kernel.sh's output and status,
 # from the background job when one ran (its log printed here).
 kernel_prep() {
@@ -143,11 +163,9 @@ for tier in $tiers; do
     build)
         # Built by `make check` before the tests: counted here.
         step "tier build: the fork without pseries links (no-pseries.mak)"
-        if [ -x "$build/qemu-nopseries/qemu-system-ppc64" ] &&
-           "$build/qemu-nopseries/qemu-system-ppc64" -M help |
-               grep -q powernv9 &&
-           ! "$build/qemu-nopseries/qemu-system-ppc64" -M help |
-               grep -q pseries; then
+        machines=$("$build/qemu-nopseries/qemu-system-ppc64" -M help 2>&1)
+        if grep -q '^powernv9 ' <<< "$machines" &&
+           ! grep -q '^pseries' <<< "$machines"; then
             info "qemu-system-ppc64 without pseries built (powernv, no pseries)"
             passed=$((passed + 1))
         else
@@ -157,9 +175,17 @@ for tier in $tiers; do
         ;;
     series)
         step "tier series: the upstream form (build/series), every prefix built"
-        if bash "$top/scripts/make-series.sh" "$build" --build \
-                > "$build/series.log" 2>&1; then
-            grep -E '^(==>|    (tb|fixes|every|checkpatch|tb \+))' \
+        if [ -n "$series_bg_pid" ]; then
+            info "waiting for the background series build"
+            wait "$series_bg_pid"
+            rc=$(cat "$build/series.rc" 2>/dev/null || echo 1)
+        else
+            bash "$top/scripts/make-series.sh" "$build" --build \
+                > "$build/series.log" 2>&1
+            rc=$?
+        fi
+        if [ "$rc" = 0 ]; then
+            grep -E '^(==>|    (tb|fixes|fork|every|checkpatch))' \
                 "$build/series.log" | grep -v '%' | sed 's/^/    /'
             passed=$((passed + 1))
         else
@@ -176,12 +202,15 @@ for tier in $tiers; do
         # by setup-host.sh).
         qemu72=$(bash "$(dirname "$0")/fetch-stock-qemu72.sh") ||
             die "fetching stock QEMU 7.2 failed"
-        # --verbose: each subtest's TAP line as it ends (a run is ~10 min)
+        # --verbose: each subtest's result as it ends (a run is ~10 min);
+        # one test program at a time: the timing checks need both cores.
         TBFORK_GUEST="$TBFORK_CACHE/guest" TBFORK_QEMU72="$qemu72" \
             TBFORK_STOCK_QEMU=/usr/bin/qemu-system-ppc64 \
             meson test -C "$build/qemu-native" --setup thorough --verbose \
-            --no-rebuild $tests 2>&1 | tee "$build/qemu-native/check.log" |
-            grep --line-buffered -E '^(not )?ok [0-9]+ ' | sed -u 's/^/    /'
+            --num-processes 1 --no-rebuild $tests 2>&1 |
+            tee "$build/qemu-native/check.log" |
+            grep --line-buffered -E '^▶ [0-9]+/[0-9]+ |^ *[0-9]+/[0-9]+ ' |
+            sed -u 's/^/    /'
         rc=${PIPESTATUS[0]}
         count junit "$build/qemu-native/meson-logs/testlog-thorough.junit.xml" \
             "$rc"

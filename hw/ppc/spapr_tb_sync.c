@@ -4,8 +4,8 @@
  * TCG.
  *
  * When the VM stops, a (guest TB, host CLOCK_REALTIME) pair is sampled,
- * once. It travels in upstream's timebase state (guest_timebase,
- * time_of_the_day_ns), which every QEMU reads: a stock destination gets a
+ * once. It travels in the timebase state's own fields (guest_timebase,
+ * time_of_the_day_ns), which every QEMU reads: an older destination gets a
  * monotonic, frozen TB from it. What that pair cannot say (a user pause
  * a migration carries, a floor raised by a failed start) goes in the
  * timebase/sync subsection, sent only then. When the VM starts,
@@ -78,7 +78,7 @@ static int64_t tb_sync_realtime_ns(SpaprTbSync *s)
     int64_t ns;
 
     if (replay_mode != REPLAY_MODE_NONE) {
-        return 0;   /* as upstream: no realtime stamp under record/replay */
+        return 0;   /* as timebase_save(): none under record/replay */
     }
     clock_gettime(CLOCK_REALTIME, &ts);
     ns = (int64_t)ts.tv_sec * NANOSECONDS_PER_SECOND + ts.tv_nsec;
@@ -280,7 +280,12 @@ static bool tb_sync_apply_kvm(SpaprTbSync *s, SpaprTbSyncRecord *rec,
         CPU_FOREACH(undo) {
             PowerPCCPU *cpu = POWERPC_CPU(undo);
 
-            kvmppc_set_reg_tb_offset(cpu, cpu->env.tb_env->tb_offset);
+            if (kvmppc_set_reg_tb_offset(cpu, cpu->env.tb_env->tb_offset)) {
+                error_report("timebase: restoring KVM_REG_PPC_TB_OFFSET "
+                             "0x%" PRIx64 " on vCPU %d failed",
+                             (uint64_t)cpu->env.tb_env->tb_offset,
+                             undo->cpu_index);
+            }
             if (undo == cs) {
                 break;
             }
@@ -537,9 +542,9 @@ static void tb_sync_vm_state_change(void *opaque, bool running,
     if (s->state != SPAPR_TB_SYNC_IDLE) {
         /*
          * The start could not apply the pair (KVM refused): keep it. The
-         * vCPUs ran for a moment with the offset they had (on a fresh
-         * destination: none, this host's TB): whatever the guest read
-         * then, a later start must not put the TB below it.
+         * vCPUs ran for a moment with the offset they had (after a load:
+         * the one tb_sync_kvm_hold set): whatever the guest read then, a
+         * later start must not put the TB below it.
          */
         SpaprTbSyncSample now;
 
@@ -599,7 +604,7 @@ static int tb_sync_migration_event(NotifierWithReturn *notifier,
 
 /*
  * Before the timebase state goes out: write the pair the next start
- * carries on from to upstream's fields, and decide whether the
+ * carries on from to the timebase state's fields, and decide whether the
  * timebase/sync subsection must go with it.
  */
 void spapr_tb_sync_pre_save(SpaprMachineState *spapr)
@@ -614,7 +619,7 @@ void spapr_tb_sync_pre_save(SpaprMachineState *spapr)
     if (s->state == SPAPR_TB_SYNC_IDLE) {
         /* Never started: the TB it would start from. */
         if (!tb_sync_sample(s, &pair)) {
-            return;     /* no vCPU yet: upstream's pre_save says so */
+            return;     /* no vCPU yet: timebase_pre_save() says so */
         }
     } else {
         pair = s->held;
@@ -631,12 +636,11 @@ void spapr_tb_sync_pre_save(SpaprMachineState *spapr)
         ((pair.user_paused && s->migrating_out) || floor_tb > pair.tb);
     /*
      * Without the subsection the floor cannot travel: start from it,
-     * never below (ahead by what the failed start showed: on a fresh
-     * destination, that host's TB).
+     * never below (ahead by what the failed start showed).
      */
     tb->guest_timebase = needed ? pair.tb : floor_tb;
     tb->time_of_the_day_ns = pair.realtime_ns;
-    /* Final: upstream's pre_save must not read the TB again. */
+    /* Final: timebase_pre_save() must not read the TB again. */
     tb->runstate_paused = true;
     tb->sync_needed = needed;
     tb->sync_flags = pair.user_paused ? PPC_TIMEBASE_SYNC_USER_PAUSED : 0;
@@ -647,6 +651,42 @@ void spapr_tb_sync_pre_save(SpaprMachineState *spapr)
                              pair.err_ticks);
 }
 
+/*
+ * KVM, after a load: until the start applies its decision, the vCPUs
+ * hold the offset that puts the guest TB at the TB it must not go under
+ * (rounded up to the kernel's granule). A start that cannot apply its
+ * decision then leaves them there, running on from the saved TB, not
+ * from this host's, which may be lower; and a kernel that refuses the
+ * offset fails the load, while the source can still run on.
+ */
+static int tb_sync_kvm_hold(SpaprTbSync *s)
+{
+    uint64_t floor_tb = MAX(s->held.floor_tb, s->held.tb);
+    uint64_t offset = tbcalc_kvm_offset(floor_tb, floor_tb,
+                                        cpu_get_host_ticks(),
+                                        TBCALC_KVM_GRANULE_SHIFT, NULL);
+    CPUState *cs;
+
+    CPU_FOREACH(cs) {
+        PowerPCCPU *cpu = POWERPC_CPU(cs);
+        int64_t got = 0;
+        int ret = kvmppc_set_reg_tb_offset(cpu, offset);
+
+        if (!ret) {
+            ret = kvmppc_get_reg_tb_offset(cpu, &got);
+        }
+        trace_spapr_tb_sync_kvm_set(cs->cpu_index, offset, got, ret);
+        if (ret) {
+            error_report("timebase: setting KVM_REG_PPC_TB_OFFSET to 0x%"
+                         PRIx64 " on vCPU %d failed: %s", offset,
+                         cs->cpu_index, strerror(-ret));
+            return ret;
+        }
+        cpu->env.tb_env->tb_offset = got;
+    }
+    return 0;
+}
+
 /* A load begins: whatever a previous load or stop left is replaced. */
 void spapr_tb_sync_pre_load(SpaprMachineState *spapr)
 {
@@ -655,10 +695,7 @@ void spapr_tb_sync_pre_load(SpaprMachineState *spapr)
     s->state = SPAPR_TB_SYNC_IDLE;
     s->pause_in_migration = false;
     s->held = (SpaprTbSyncSample) { 0 };
-    /*
-     * timebase's pre_load does it too, but a version 1 spapr has no
-     * timebase state, and spapr/timebase-sync sets it
-     */
+    /* timebase's pre_load does it too, but a version 1 spapr has none */
     spapr->tb.sync_loaded = false;
 }
 
@@ -671,10 +708,11 @@ int spapr_tb_sync_post_load(SpaprMachineState *spapr)
     s->loaded_by_migration = runstate_check(RUN_STATE_INMIGRATE) ||
                              runstate_check(RUN_STATE_COLO);
     if (kvm_enabled() && s->loaded_by_migration &&
-        !kvmppc_has_reg_tb_offset()) {
+        !kvmppc_has_reg_tb_offset() &&
+        !SPAPR_MACHINE_GET_CLASS(spapr)->pre_10_0_timebase_sync) {
         /*
          * Refuse: the guest would read this host's TB, from another
-         * origin. A snapshot on the same host is allowed, as by stock.
+         * origin. A snapshot on the same host is allowed, as before.
          */
         error_report("timebase: this kernel does not support "
                      "KVM_REG_PPC_TB_OFFSET: the guest timebase cannot be "
@@ -703,6 +741,9 @@ int spapr_tb_sync_post_load(SpaprMachineState *spapr)
     trace_spapr_tb_sync_load(tb->sync_loaded ? "timebase with timebase/sync" :
                              "timebase", s->held.user_paused, s->held.tb,
                              s->held.realtime_ns, s->held.floor_tb);
+    if (kvm_enabled() && kvmppc_has_reg_tb_offset() && tb_sync_kvm_hold(s)) {
+        return -EINVAL;
+    }
     if (!s->loaded_by_migration) {
         /* A snapshot is a pause: a migration before a start says so. */
         s->held.user_paused = true;
@@ -798,8 +839,8 @@ void spapr_tb_sync_class_init(ObjectClass *oc)
                                    tb_sync_get_policy, tb_sync_set_policy);
     object_class_property_set_description(oc, "tb-policy",
         "How the guest timebase moves while the VM is stopped: freeze "
-        "(upstream), downtime (default: advance by migration downtime, "
-        "not user pauses) or wallclock (follow host time)");
+        "(as before QEMU 10.1), downtime (default: advance by migration "
+        "downtime, not user pauses) or wallclock (follow host time)");
     object_class_property_add(oc, "tb-max-delta-ms", "uint64",
                               tb_sync_get_max_delta, tb_sync_set_max_delta,
                               NULL, NULL);
@@ -842,7 +883,7 @@ void spapr_tb_sync_machine_init(SpaprMachineState *spapr)
     SpaprTbSync *s = tb_sync_of(spapr);
     MigMode mode;
 
-    /* Replaces upstream's KVM-only cpu_ppc_clock_vm_state_change. */
+    /* In place of the KVM-only cpu_ppc_clock_vm_state_change() */
     qemu_add_vm_change_state_handler(tb_sync_vm_state_change, spapr);
     /* cpr-reboot saves a paused VM to a file: a migration like others */
     for (mode = 0; mode < MIG_MODE__MAX; mode++) {

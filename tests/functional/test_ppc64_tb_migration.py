@@ -535,9 +535,10 @@ class TBMigrationTest(QemuSystemTest):
         dst, dreader, res = rig.migrate(src, reader, 0.5)
         self.assertEqual(res.backwards, 0)
         # Every vCPU keeps running tasks and taking timer interrupts on
-        # the destination (stock QEMU 10.0 left the secondary vCPUs in
-        # the "RTAS stopped" state there: patch 0006), while the
-        # cross-CPU check runs.
+        # the destination (QEMU 10.0 left the secondary vCPUs in the
+        # "RTAS stopped" state there: fixed by "spapr: rebuild the vCPUs'
+        # 'RTAS stopped' state after migration"), while the cross-CPU
+        # check runs.
         after = time.time()
         for cpu in range(4):
             for kind in ('wake', 'sum'):

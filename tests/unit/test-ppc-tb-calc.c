@@ -6,18 +6,23 @@
  */
 #include "qemu/osdep.h"
 #include "qemu/timer.h"
+#include "qemu/host-utils.h"
+#include "qemu/int128.h"
 #include "hw/ppc/ppc_tb_calc.h"
 
 #define FREQ_P9 512000000ULL
 #define NS_PER_SEC ((uint64_t)NANOSECONDS_PER_SECOND)
 #define GRANULE (1ULL << TBCALC_KVM_GRANULE_SHIFT)
 
-/* Reference conversion with the compiler's 128-bit type. */
+/* Reference conversion with QEMU's Int128 (any host). */
 static uint64_t ref_muldiv(uint64_t a, uint64_t b, uint64_t c)
 {
-    unsigned __int128 r = (unsigned __int128)a * b / c;
+    uint64_t lo, hi;
+    Int128 q;
 
-    return r > UINT64_MAX ? UINT64_MAX : (uint64_t)r;
+    mulu64(&lo, &hi, a, b);
+    q = int128_divu(int128_make128(lo, hi), int128_make64(c));
+    return int128_gethi(q) ? UINT64_MAX : int128_getlo(q);
 }
 
 /* What the kernel does with a requested offset: round up to a granule. */
