@@ -45,8 +45,8 @@ git_() { git -C "$tree" -c user.name="qemu-tb-fork developers" \
 step "series: git tree of Debian qemu $ver ($tree)"
 rm -rf "$out"
 mkdir -p "$out"
-cp -a "$pristine" "$tree"
-rm -f "$tree/.version"
+# roms/ (firmware sources, 269 MB) is neither patched nor built here
+rsync -a --exclude=/roms --exclude=/.version "$pristine/" "$tree/"
 git_ init -q -b base
 git_ add -A
 git_ commit -q -m "Debian qemu $ver (dpkg-source -x, Debian's patches applied)"
@@ -100,7 +100,7 @@ info "every one of the fork's $(overlay_files | wc -l) files is in one patch"
 git_ checkout -q -b all fork
 git_ cherry-pick "$base..fixes" >/dev/null ||
     die "series: the fixes do not apply on top of the timebase series"
-if ! diff -r -q -x .git -x .tbfork-inputs "$tree" "$build/qemu-src" \
+if ! diff -r -q -x .git -x .tbfork-inputs -x roms "$tree" "$build/qemu-src" \
         > "$out/tree.diff"; then
     cat "$out/tree.diff" >&2
     die "series: tb + fork + fixes differ from the fork's tree ($build/qemu-src)"
@@ -131,6 +131,23 @@ EOF
 write_series tb "$base" tb
 write_series fixes "$base" fixes
 write_series fork tb fork
+
+# What was written applies with git am to Debian's pristine tree, and
+# gives the branches' trees.
+am_check() {
+    local name=$1 from=$2 branch=$3
+    git_ checkout -q -B "am-$name" "$from"
+    git_ am -q --whitespace=nowarn $(ls "$out/$name"/0*.patch |
+                                     grep -v 0000-cover-letter) ||
+        die "series: $out/$name does not apply with git am"
+    git_ diff --quiet "$branch" "am-$name" ||
+        die "series: $out/$name applied gives another tree than $branch"
+}
+am_check tb "$base" tb
+am_check fork am-tb fork
+am_check fixes "$base" fixes
+git_ checkout -q all
+info "each series applies with git am (fork/ on tb/) and gives its branch"
 
 step "series: QEMU's checkpatch on every patch"
 bad=0
