@@ -32,7 +32,7 @@ STOCK_QEMU72 = os.environ.get('TBFORK_QEMU72', '')
 # (an upstream XICS fix), so cross-version pairs use XIVE only.
 COMPAT_OPTS = 'ic-mode=xive'
 
-# What the docs promise on TCG (docs/system/ppc/timebase-migration.rst):
+# What the fork's docs promise on TCG (docs-fork/timebase-migration.rst):
 # the TB error against host realtime across one migration is within
 # ERROR_BOUND_S; the probe's own view of the stop (its largest gap
 # between two TB reads) is never shorter than the QMP stop-to-start time
