@@ -89,13 +89,13 @@ class TBMigrationTest(QemuSystemTest):
             self.assertLess(time.time(), deadline, 'source did not fail')
             time.sleep(0.1)
 
-    def assert_compensated(self, res):
+    def assert_compensated(self, res, gap_slack_s=GAP_SLACK_S):
         self.log.info('migration: %s', res)
         self.assertEqual(res.backwards, 0, 'the guest TB went backwards')
         self.assertLess(abs(res.error_s), ERROR_BOUND_S,
                         f'TB error {res.error_s * 1e3:.3f} ms')
         self.assertGreater(res.gap_error_s, -ERROR_BOUND_S)
-        self.assertLess(res.gap_error_s, GAP_SLACK_S)
+        self.assertLess(res.gap_error_s, gap_slack_s)
 
     def test_stop_1s(self):
         """1 s forced stop: the TB advances by the stop-to-start time."""
@@ -579,7 +579,12 @@ class TBMigrationTest(QemuSystemTest):
         rig = self.rig(probe_opts='i=100,t=5000,w=800')
         src, reader = rig.start_source()
         dst, dreader, res = rig.migrate(src, reader, 1.0)
-        self.assert_compensated(res)
+        # The spinner shares its vCPU with the sleepers that all wake at
+        # resume, so its first TB read after the stop comes later than
+        # in the other tests (127 and 158 ms with background builds on
+        # both cores, 2026-11-26): the gap bound is looser here, the TB
+        # error bound is the same.
+        self.assert_compensated(res, gap_slack_s=0.300)
         n, into_stop_s, after_resume_s = sleeps_across_stop(
             [reader, dreader], res.tb_freq)
         self.assertGreaterEqual(n, 2, 'sleepers with a deadline in the stop')
