@@ -20,14 +20,13 @@ top=$(cd "$(dirname "$0")/.." && pwd)
 tree="$build/series/qemu-src"
 pristine="$build/qemu-pristine"
 [ -d "$tree/.git" ] || die "no $tree: run make series first"
-overlay=$(sed -n 's/^OVERLAY="\(.*\)"$/\1/p' "$top/scripts/prepare-qemu-tree.sh")
 base=$(git -C "$tree" rev-list --max-parents=0 "$branch")
 
 # Is PATH one of the fork's own files (overlay directory, not upstream)?
 fork_file() {
     local d
     [ ! -e "$pristine/$1" ] || return 1
-    for d in $overlay; do
+    for d in $TBFORK_OVERLAY; do
         case "$1" in "$d"/*) return 0;; esac
     done
     return 1

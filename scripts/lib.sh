@@ -45,3 +45,15 @@ check_sum() {
     (cd "$TBFORK_CACHE" && grep "  $rel\$" SHA256SUMS | sha256sum -c --quiet -) ||
         die "checksum mismatch for cached $rel (delete it to refetch)"
 }
+
+# The fork's own directories, laid over the QEMU tree as QEMU would have
+# them (prepare-qemu-tree.sh); everything else there is upstream's.
+TBFORK_OVERLAY="hw target migration include qapi docs configs tests/unit tests/functional"
+
+# overlay_files TOP: the fork's own files under TOP, sorted, relative.
+overlay_files() {
+    local d
+    for d in $TBFORK_OVERLAY; do
+        [ -d "$1/$d" ] && (cd "$1" && find "$d" -type f)
+    done | sort
+}

@@ -30,15 +30,6 @@ series="$top/patches/qemu/series"
 ver=$(cat "$pristine/.version")
 [ -d "$build/qemu-src" ] || die "no fork tree in $build/qemu-src: run make first"
 
-# The fork's own files, as prepare-qemu-tree.sh lays them over QEMU.
-overlay=$(sed -n 's/^OVERLAY="\(.*\)"$/\1/p' "$top/scripts/prepare-qemu-tree.sh")
-overlay_files() {
-    local d
-    for d in $overlay; do
-        [ -d "$top/$d" ] && (cd "$top" && find "$d" -type f)
-    done | sort
-}
-
 git_() { git -C "$tree" -c user.name="qemu-tb-fork developers" \
              -c user.email=devel@qemu-tb-fork.invalid "$@"; }
 
@@ -90,10 +81,10 @@ done < "$series"
 sort "$out/assigned" | uniq -d > "$out/twice"
 [ ! -s "$out/twice" ] ||
     die "series: files named by two patches: $(tr '\n' ' ' < "$out/twice")"
-unassigned=$(comm -23 <(overlay_files) <(sort "$out/assigned"))
+unassigned=$(comm -23 <(overlay_files "$top") <(sort "$out/assigned"))
 [ -z "$unassigned" ] ||
     die "series: the fork's files in no patch: $(echo $unassigned)"
-info "every one of the fork's $(overlay_files | wc -l) files is in one patch"
+info "every one of the fork's $(overlay_files "$top" | wc -l) files is in one patch"
 
 # The three together are the fork's tree.
 [ -n "$fork_started" ] || git_ branch fork tb

@@ -16,8 +16,6 @@ set -euo pipefail
 dsc=$1
 build=$2
 top=$(cd "$(dirname "$0")/.." && pwd)
-# Our directories laid over the QEMU tree (laid out as QEMU would).
-OVERLAY="hw target migration include qapi docs configs tests/unit tests/functional"
 
 pristine="$build/qemu-pristine"
 staging="$build/qemu-staging"
@@ -34,17 +32,10 @@ if [ ! -f "$pristine/.version" ] || [ "$(cat "$pristine/.version")" != "$ver" ];
     echo "$ver" > "$pristine/.version"
 fi
 
-overlay_files() {
-    local d
-    for d in $OVERLAY; do
-        [ -d "$top/$d" ] && (cd "$top" && find "$d" -type f)
-    done | sort
-}
-
 inputs_hash() {
     {
         echo "$ver"
-        (cd "$top" && overlay_files | xargs -r sha256sum)
+        (cd "$top" && overlay_files . | xargs -r sha256sum)
         (cd "$top/patches/qemu" &&
          sha256sum series $(sed -n 's/^\([^#][^ ]*\).*/\1/p' series))
     } | sha256sum | cut -d' ' -f1
@@ -60,7 +51,7 @@ step "laying our files over QEMU and applying patches/qemu/series"
 rm -rf "$staging"
 cp -a "$pristine" "$staging"
 rm -f "$staging/.version"
-for f in $(overlay_files); do
+for f in $(overlay_files "$top"); do
     [ -e "$pristine/$f" ] &&
         die "$f exists upstream: change upstream files only via patches/qemu"
     mkdir -p "$staging/$(dirname "$f")"
