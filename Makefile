@@ -54,8 +54,8 @@ TBPROBE := $(BUILD)/tbprobe
 PYTHON := /usr/bin/python3
 
 .PHONY: all qemu-tree qemu-native qemu-nopseries qemu-cross stock-cross \
-    tools guest demo series check check-unit check-functional check-kvm \
-    check-kernel check-series clean
+    tools guest demo series check check-unit check-functional check-avocado \
+    check-kvm check-kernel check-series clean
 all: qemu-native qemu-nopseries \
     $(if $(filter yes,$(CROSS)),qemu-cross stock-cross) tools guest
 
@@ -119,6 +119,10 @@ check-unit: tools
 
 check-functional: qemu-native guest
 	@bash scripts/check.sh $(BUILD) functional
+
+# The functional migration tests again, run by Avocado 113.0.
+check-avocado: qemu-native guest
+	@bash scripts/check.sh $(BUILD) avocado
 
 check-kvm: qemu-native qemu-cross stock-cross guest
 	@bash scripts/check.sh $(BUILD) kvm

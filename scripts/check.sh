@@ -10,6 +10,9 @@
 #               idle priority while other tiers run, like the kernel's)
 #   functional  QEMU functional tests (tests/functional/test_ppc64_tb_*.py)
 #               run by QEMU's meson in the native build
+#   avocado     the same functional tests run by Avocado 113.0 (installed
+#               into build/avocado/venv by scripts/avocado-venv.sh), selected
+#               by their tags (arch:ppc64, machine:pseries, migration)
 #   kvm         tests/kvm/test_kvm_tb_migration.py: KVM-HV in emulated
 #               POWER9/POWER8 hosts, the fork's and stock QEMU's static
 #               ppc64le builds migrating KVM guests inside them
@@ -21,7 +24,7 @@ set -uo pipefail
 . "$(dirname "$0")/lib.sh"
 build=$1
 shift
-tiers=${*:-unit build functional kvm kernel series}
+tiers=${*:-unit build functional avocado kvm kernel series}
 passed=0 failed=0 skipped=0
 
 # count KIND FILE RC: add a runner's results (scripts/count-results.py:
@@ -150,6 +153,87 @@ kernel_prep() {
     return "$(cat "$kernel_bg_dir/$ver.rc" 2>/dev/null || echo 1)"
 }
 
+# The functional tests' environment (meson's `--setup thorough` gives
+# them the same): the guest artifacts and the QEMUs to compare with.
+functional_env() {
+    TBFORK_GUEST="$TBFORK_CACHE/guest" TBFORK_QEMU72="$qemu72" \
+    TBFORK_STOCK_QEMU=/usr/bin/qemu-system-ppc64 "$@"
+}
+qemu72=
+stock_qemu72() {
+    [ -n "$qemu72" ] && return 0
+    # Stock QEMU 7.2 for the compatibility tests (10.0.2 is installed by
+    # setup-host.sh).
+    qemu72=$(bash "$(dirname "$0")/fetch-stock-qemu72.sh") ||
+        die "fetching stock QEMU 7.2 failed"
+}
+
+# run_avocado: the functional migration tests (the same files meson runs)
+# under Avocado, one at a time (the timing checks need both cores),
+# selected by their docstring tags; Avocado's job results (JSON, xUnit,
+# per-test logs) in build/avocado/results, the tests' own logs under
+# build/avocado/root (their QEMU_BUILD_ROOT, so that meson's stay).
+run_avocado() {
+    local dir="$build/avocado" avocado rc all selected files
+    local tags=arch:ppc64,machine:pseries,migration
+    local fdir="$build/qemu-src/tests/functional"
+    mkdir -p "$dir"
+    avocado=$(bash "$top/scripts/avocado-venv.sh" "$dir/venv" \
+              2> "$dir/install.err")
+    rc=$?
+    sed 's/^/    /' "$dir/install.err"
+    if [ "$rc" = 3 ]; then
+        warn "tier avocado skipped: $(tail -1 "$dir/install.err")"
+        skipped=$((skipped + 1))
+        return
+    elif [ "$rc" != 0 ]; then
+        warn "tier avocado: installing Avocado failed"
+        failed=$((failed + 1))
+        return
+    fi
+    stock_qemu72
+    rm -rf "$dir/root" "$dir/results"
+    mkdir -p "$dir/root" "$dir/results"
+    files=$(cd "$fdir" && ls test_ppc64_tb_*.py)
+    # avo ARGS: Avocado in the tests' directory, with qemu_test's
+    # environment (meson's test() sets the same).
+    avo() {
+        (cd "$fdir" &&
+         QEMU_BUILD_ROOT="$dir/root" \
+         QEMU_TEST_QEMU_BINARY="$build/qemu-native/qemu-system-ppc64" \
+         QEMU_TEST_QEMU_IMG="$build/qemu-native/qemu-img" \
+         PYTHONPATH="$build/qemu-src/python:$fdir" \
+         functional_env "$avocado" "$@")
+    }
+    # The tags must select every test of these files (those meson runs).
+    all=$(avo list $files | grep -c '^python-unittest ')
+    selected=$(avo list -t "$tags" $files | grep -c '^python-unittest ')
+    if [ "$all" = 0 ] || [ "$all" != "$selected" ]; then
+        warn "avocado: the tags $tags select $selected of the $all tests"
+        failed=$((failed + 1))
+        return
+    fi
+    info "$("$avocado" --version): $selected tests tagged $tags"
+    # Each test's result as it ends (not the STARTED lines).
+    avo run --max-parallel-tasks=1 --job-timeout 3600 \
+        --job-results-dir "$dir/results" -t "$tags" $files 2>&1 |
+        tee "$dir/run.log" |
+        grep --line-buffered -E '^ \([0-9]+/[0-9]+\) .*: +[A-Z]+|^RESULTS|^JOB TIME' |
+        grep --line-buffered -v ': STARTED$' |
+        sed -u 's/^/    /'
+    rc=${PIPESTATUS[0]}
+    count junit "$dir/results/latest/results.xml" "$rc"
+    # Failed tests' output (unittest's traceback), so that CI's output
+    # names what failed.
+    local res="$dir/results/latest/test-results" t
+    for t in "$res"/by-status/FAIL/* "$res"/by-status/ERROR/* \
+             "$res"/by-status/INTERRUPTED/*; do
+        [ -e "$t" ] || continue
+        echo "    --- ${t##*/}"
+        head -40 "$t/stdout" | sed 's/^/    /'
+    done
+}
+
 for tier in $tiers; do
     case $tier in
     unit)
@@ -204,15 +288,10 @@ for tier in $tiers; do
         step "tier functional: migration tests between QEMU processes (TCG)"
         tests=$(cd "$build/qemu-src/tests/functional" &&
                 ls test_ppc64_tb_*.py | sed 's/^test_\(.*\)\.py$/func-ppc64-\1/')
-        # Stock QEMU 7.2 for the compatibility tests (10.0.2 is installed
-        # by setup-host.sh).
-        qemu72=$(bash "$(dirname "$0")/fetch-stock-qemu72.sh") ||
-            die "fetching stock QEMU 7.2 failed"
+        stock_qemu72
         # --verbose: each subtest's result as it ends (a run is ~10 min);
         # one test program at a time: the timing checks need both cores.
-        TBFORK_GUEST="$TBFORK_CACHE/guest" TBFORK_QEMU72="$qemu72" \
-            TBFORK_STOCK_QEMU=/usr/bin/qemu-system-ppc64 \
-            meson test -C "$build/qemu-native" --setup thorough --verbose \
+        functional_env meson test -C "$build/qemu-native" --setup thorough --verbose \
             --num-processes 1 --no-rebuild $tests 2>&1 |
             tee "$build/qemu-native/check.log" |
             grep --line-buffered -E '^▶ [0-9]+/[0-9]+ |^ *[0-9]+/[0-9]+ ' |
@@ -224,6 +303,10 @@ for tier in $tiers; do
         awk '/^-+ stderr -+$/ { p = 1; next } /^\(test program exited/ { p = 0 }
              p' "$build/qemu-native/meson-logs/testlog-thorough.txt" |
             head -150 | sed 's/^/    /'
+        ;;
+    avocado)
+        step "tier avocado: the functional migration tests run by Avocado"
+        run_avocado
         ;;
     kvm)
         step "tier kvm: KVM-HV harness (emulated POWER hosts, fork and stock)"

@@ -8,13 +8,14 @@ set -euo pipefail
 
 SOURCES=/etc/apt/sources.list.d/qemu-tb-fork.sources
 
-# Host packages (bc and perl: the kernel build and checkpatch). meson >= 1.5,
+# Host packages (bc and perl: the kernel build and checkpatch; python3-venv,
+# -setuptools and -wheel: Avocado installed offline into a venv). meson >= 1.5,
 # pycotap and the stock QEMU we compare
 # against come from bookworm-backports.
 BPO_PKGS="meson python3-pycotap qemu-system-ppc qemu-system-data qemu-utils"
 PKGS="build-essential ninja-build pkg-config ccache dpkg-dev rsync
   libglib2.0-dev libfdt-dev libpixman-1-dev zlib1g-dev libzstd-dev
-  python3-venv python3-setuptools flex bison
+  python3-venv python3-setuptools python3-wheel flex bison
   gcc-powerpc64le-linux-gnu libc6-dev-ppc64el-cross
   cpio xz-utils zstd file clang llvm libclang-rt-14-dev
   python3-matplotlib bc perl"

@@ -23,6 +23,12 @@ STREAMS = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'data',
 
 
 class TBLegacyStreamTest(QemuSystemTest):
+    """Streams of the fork's earlier builds (spapr/timebase-sync) load.
+
+    :avocado: tags=arch:ppc64
+    :avocado: tags=machine:pseries
+    :avocado: tags=migration
+    """
 
     timeout = 300
 

@@ -48,6 +48,15 @@ DEC_WAKE_BOUND_S = 0.100
 
 
 class TBMigrationTest(QemuSystemTest):
+    """pseries TCG guests' timebase across stops and migrations.
+
+    The tags select these tests in Avocado (`avocado run -t migration`),
+    as they did in QEMU's former avocado tests.
+
+    :avocado: tags=arch:ppc64
+    :avocado: tags=machine:pseries
+    :avocado: tags=migration
+    """
 
     timeout = 900
 
