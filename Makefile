@@ -48,7 +48,7 @@ export TBFORK_CACHE CCACHE_DIR
 
 QEMU_NATIVE := $(BUILD)/qemu-native/qemu-system-ppc64
 QEMU_CROSS := $(BUILD)/qemu-cross/qemu-system-ppc64
-STOCK_CROSS := $(BUILD)/stock-cross/qemu-system-ppc64
+STOCK_CROSS := $(BUILD)/stock/qemu-cross/qemu-system-ppc64
 GUEST := $(TBFORK_CACHE)/guest
 TBPROBE := $(BUILD)/tbprobe
 PYTHON := /usr/bin/python3
@@ -84,7 +84,7 @@ qemu-cross: qemu-tree
 # the KVM-HV harness's side-by-side runs.
 stock-cross: qemu-tree
 	@bash scripts/build-qemu.sh "stock static ppc64le qemu (KVM)" \
-	    $(BUILD)/stock-cross qemu-system-ppc64
+	    $(BUILD)/stock/qemu-cross qemu-system-ppc64
 	@file -L $(STOCK_CROSS) | grep -q 'statically linked' || \
 	    { echo '*** ERROR: $(STOCK_CROSS) is not a static binary'; exit 1; }
 

@@ -47,7 +47,7 @@ kvm_initrd() {
     mkdir -p "$build/kvm"
     bash "$top/scripts/kvm-host-initrd.sh" \
         "$build/qemu-cross/qemu-system-ppc64" "$top/tests/kvm/host-init" \
-        "$build/kvm/host.gz" "$build/stock-cross/qemu-system-ppc64" ||
+        "$build/kvm/host.gz" "$build/stock/qemu-cross/qemu-system-ppc64" ||
         die "host initramfs failed"
 }
 

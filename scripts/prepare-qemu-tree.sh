@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Lay out the fork's QEMU source tree:
 #   1. unpack Debian's source package (with Debian's own patches) once,
-#      into $BUILD/qemu-pristine (also used as "stock" QEMU);
+#      into $BUILD/qemu-pristine (also used as "stock" QEMU; hard-linked
+#      into $BUILD/stock/qemu-src for stock's static build);
 #   2. copy it to a staging tree, lay our own files over it (they must be
 #      new files: upstream files are changed only by the patch series)
 #      and apply patches/qemu/series, failing on any hunk that does not
@@ -30,6 +31,18 @@ if [ ! -f "$pristine/.version" ] || [ "$(cat "$pristine/.version")" != "$ver" ];
     # dpkg-source leaves a copy of the orig tarball beside the tree.
     rm -f "$build"/qemu_*.orig.tar.*
     echo "$ver" > "$pristine/.version"
+fi
+
+# Stock QEMU's static build compiles from build/stock/qemu-src: the
+# pristine tree hard-linked, so that it sits at the fork's relative path
+# from its build directory (../qemu-src) and ccache serves it the fork's
+# objects (configure). Nothing writes into either tree.
+stock_src="$build/stock/qemu-src"
+if [ ! -f "$stock_src/.version" ] ||
+   [ "$(cat "$stock_src/.version")" != "$ver" ]; then
+    rm -rf "$stock_src"
+    mkdir -p "$build/stock"
+    cp -al "$pristine" "$stock_src"
 fi
 
 inputs_hash() {
