@@ -10,14 +10,15 @@
 #                     unit        arithmetic unit tests (plain, ASan+UBSan),
 #                                 fuzzer
 #                     build       the QEMU without pseries links
-#                     series      make series, checkpatch, every prefix
-#                                 of the series builds
 #                     functional  TCG migration tests (QEMU's harness)
+#                     avocado     the same tests run by Avocado 113.0
 #                     kvm         KVM-HV in emulated POWER hosts
 #                     kernel      kernel-patches/: apply, checkpatch,
 #                                 build, boot, tests
-#   make check-unit / check-functional / check-kvm / check-kernel /
-#        check-series   one tier
+#                     series      make series, checkpatch, every prefix
+#                                 of the series builds (in the background)
+#   make check-unit / check-functional / check-avocado / check-kvm /
+#        check-kernel / check-series   one tier
 #   make clean      remove build/ (the download cache stays)
 
 SHELL := /bin/bash
@@ -82,7 +83,8 @@ qemu-cross: qemu-tree
 
 # Stock QEMU (Debian's source, no fork patches) built the same way, for
 # the KVM-HV harness's side-by-side runs.
-stock-cross: qemu-tree
+# After the fork's: ccache serves it the fork's objects.
+stock-cross: qemu-tree | qemu-cross
 	@bash scripts/build-qemu.sh "stock static ppc64le qemu (KVM)" \
 	    $(BUILD)/stock/qemu-cross qemu-system-ppc64
 	@file -L $(STOCK_CROSS) | grep -q 'statically linked' || \

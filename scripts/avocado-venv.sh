@@ -4,7 +4,8 @@
 # beside the repository when it is there (it installs offline: Avocado
 # needs nothing beyond the standard library and setuptools), otherwise
 # from PyPI (`pip install avocado-framework==113.0`). Exits 3 with the
-# reason on stderr when neither works, so that the tier skips.
+# reason on stderr when the tarball is absent and PyPI unreachable, so
+# that the tier skips; any other failure is an error.
 # Usage: avocado-venv.sh VENV_DIR
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
@@ -35,9 +36,13 @@ else
     if ! "$venv/bin/pip" install --timeout 20 --retries 1 \
             "avocado-framework==$version" > "$log" 2>&1; then
         tail -3 "$log" >&2
+        # Skip only when the index could not be reached; any other
+        # error (a build failure, no such version) is a failure.
+        grep -q -E 'NewConnectionError|ConnectTimeout|ReadTimeout|Name or service not known|Temporary failure in name resolution|Network is unreachable|ProxyError' "$log" ||
+            die "pip install avocado-framework==$version failed (log: $log)"
         rm -rf "$venv"
         echo "Avocado $version: not in ../shared/deps and PyPI unreachable" \
-             "(pip install avocado-framework==$version failed)" >&2
+             "(pip install avocado-framework==$version)" >&2
         exit 3
     fi
 fi

@@ -22,13 +22,17 @@
 # Usage: check.sh BUILD_DIR [TIER...]
 set -uo pipefail
 . "$(dirname "$0")/lib.sh"
-build=$1
+build=$(cd "$1" && pwd) || die "no build directory $1"
 shift
+# The tests run from the fork's tree: no __pycache__ in it (make-series.sh
+# compares that tree with the series').
+export PYTHONDONTWRITEBYTECODE=1
 tiers=${*:-unit build functional avocado kvm kernel series}
 passed=0 failed=0 skipped=0
 
 # count KIND FILE RC: add a runner's results (scripts/count-results.py:
-# meson's JUnit XML or a TAP stream, and the runner's exit status).
+# meson's JUnit XML or Avocado's xUnit, or a TAP stream, and the runner's
+# exit status).
 count() {
     local p f s
     read -r p f s < <(/usr/bin/python3 "$top/scripts/count-results.py" "$@")
@@ -168,18 +172,32 @@ stock_qemu72() {
         die "fetching stock QEMU 7.2 failed"
 }
 
+# avo ROOT ARGS: Avocado in the functional tests' directory, with
+# qemu_test's environment (meson's test() sets the same) and the tests'
+# logs under ROOT (their QEMU_BUILD_ROOT, so that meson's stay).
+avo() {
+    local root=$1 fdir="$build/qemu-src/tests/functional"
+    shift
+    (cd "$fdir" &&
+     QEMU_BUILD_ROOT="$root" \
+     QEMU_TEST_QEMU_BINARY="$build/qemu-native/qemu-system-ppc64" \
+     QEMU_TEST_QEMU_IMG="$build/qemu-native/qemu-img" \
+     PYTHONPATH="$build/qemu-src/python:$fdir" \
+     functional_env "$build/avocado/venv/bin/avocado" "$@")
+}
+
 # run_avocado: the functional migration tests (the same files meson runs)
 # under Avocado, one at a time (the timing checks need both cores),
 # selected by their docstring tags; Avocado's job results (JSON, xUnit,
 # per-test logs) in build/avocado/results, the tests' own logs under
-# build/avocado/root (their QEMU_BUILD_ROOT, so that meson's stay).
+# build/avocado/root.
 run_avocado() {
-    local dir="$build/avocado" avocado rc all selected files
+    local dir="$build/avocado" rc all selected defined files res t
     local tags=arch:ppc64,machine:pseries,migration
     local fdir="$build/qemu-src/tests/functional"
     mkdir -p "$dir"
-    avocado=$(bash "$top/scripts/avocado-venv.sh" "$dir/venv" \
-              2> "$dir/install.err")
+    bash "$top/scripts/avocado-venv.sh" "$dir/venv" > /dev/null \
+        2> "$dir/install.err"
     rc=$?
     sed 's/^/    /' "$dir/install.err"
     if [ "$rc" = 3 ]; then
@@ -194,38 +212,37 @@ run_avocado() {
     stock_qemu72
     rm -rf "$dir/root" "$dir/results"
     mkdir -p "$dir/root" "$dir/results"
-    files=$(cd "$fdir" && ls test_ppc64_tb_*.py)
-    # avo ARGS: Avocado in the tests' directory, with qemu_test's
-    # environment (meson's test() sets the same).
-    avo() {
-        (cd "$fdir" &&
-         QEMU_BUILD_ROOT="$dir/root" \
-         QEMU_TEST_QEMU_BINARY="$build/qemu-native/qemu-system-ppc64" \
-         QEMU_TEST_QEMU_IMG="$build/qemu-native/qemu-img" \
-         PYTHONPATH="$build/qemu-src/python:$fdir" \
-         functional_env "$avocado" "$@")
-    }
-    # The tags must select every test of these files (those meson runs).
-    all=$(avo list $files | grep -c '^python-unittest ')
-    selected=$(avo list -t "$tags" $files | grep -c '^python-unittest ')
-    if [ "$all" = 0 ] || [ "$all" != "$selected" ]; then
-        warn "avocado: the tags $tags select $selected of the $all tests"
+    files=$(cd "$fdir" && echo test_ppc64_tb_*.py)
+    # Every test of these files (those meson runs), and the tags select
+    # them all.
+    defined=$(cd "$fdir" && cat $files | grep -c '^    def test_')
+    all=$(avo "$dir/root" list $files | grep -c '^python-unittest ')
+    selected=$(avo "$dir/root" list -t "$tags" $files |
+               grep -c '^python-unittest ')
+    if [ "$defined" = 0 ] || [ "$all" != "$defined" ] ||
+       [ "$selected" != "$defined" ]; then
+        warn "avocado: $defined tests in $files, Avocado finds $all, the" \
+             "tags $tags select $selected"
         failed=$((failed + 1))
         return
     fi
-    info "$("$avocado" --version): $selected tests tagged $tags"
+    info "$("$dir/venv/bin/avocado" --version): $selected tests tagged $tags"
+    # 900 s per test at most, as the test classes give meson.
+    printf '[task.timeout]\nrunning = 900\n' > "$dir/avocado.conf"
     # Each test's result as it ends (not the STARTED lines).
-    avo run --max-parallel-tasks=1 --job-timeout 3600 \
+    avo "$dir/root" --config "$dir/avocado.conf" run --disable-sysinfo \
+        --max-parallel-tasks=1 --job-timeout 1800 \
         --job-results-dir "$dir/results" -t "$tags" $files 2>&1 |
         tee "$dir/run.log" |
-        grep --line-buffered -E '^ \([0-9]+/[0-9]+\) .*: +[A-Z]+|^RESULTS|^JOB TIME' |
+        grep --line-buffered -E \
+            '^ \([0-9]+/[0-9]+\) .*: +[A-Z]+|^RESULTS|^JOB TIME' |
         grep --line-buffered -v ': STARTED$' |
         sed -u 's/^/    /'
     rc=${PIPESTATUS[0]}
     count junit "$dir/results/latest/results.xml" "$rc"
     # Failed tests' output (unittest's traceback), so that CI's output
     # names what failed.
-    local res="$dir/results/latest/test-results" t
+    res="$dir/results/latest/test-results"
     for t in "$res"/by-status/FAIL/* "$res"/by-status/ERROR/* \
              "$res"/by-status/INTERRUPTED/*; do
         [ -e "$t" ] || continue
@@ -291,8 +308,9 @@ for tier in $tiers; do
         stock_qemu72
         # --verbose: each subtest's result as it ends (a run is ~10 min);
         # one test program at a time: the timing checks need both cores.
-        functional_env meson test -C "$build/qemu-native" --setup thorough --verbose \
-            --num-processes 1 --no-rebuild $tests 2>&1 |
+        functional_env meson test -C "$build/qemu-native" \
+            --setup thorough --verbose --num-processes 1 --no-rebuild \
+            $tests 2>&1 |
             tee "$build/qemu-native/check.log" |
             grep --line-buffered -E '^▶ [0-9]+/[0-9]+ |^ *[0-9]+/[0-9]+ ' |
             sed -u 's/^/    /'

@@ -93,13 +93,14 @@ git_ cherry-pick "$base..fixes" >/dev/null ||
     die "series: the fixes do not apply on top of the timebase series"
 # QEMU's configure writes tests/qemu-iotests/scratch into the source tree
 # (tests/qemu-iotests/meson.build lists the iotests with `check -n`, which
-# creates its TEST_DIR): a product of configuring, not part of the tree.
+# creates its TEST_DIR), and Python the tests' __pycache__ unless told
+# not to: products of configuring and testing, not part of the tree.
 rc=0
-diff -r -q -x .git -x .tbfork-inputs -x roms "$tree" "$build/qemu-src" \
-    > "$out/tree.diff.all" || rc=$?
+diff -r -q -x .git -x .tbfork-inputs -x roms -x __pycache__ \
+    "$tree" "$build/qemu-src" > "$out/tree.diff.all" || rc=$?
 [ "$rc" -le 1 ] || die "series: comparing the trees failed (diff exit $rc)"
 grep -v -E '^Only in [^ ]*/tests/qemu-iotests: scratch$' \
-    "$out/tree.diff.all" > "$out/tree.diff" || true
+    "$out/tree.diff.all" > "$out/tree.diff" || [ $? = 1 ]
 if [ -s "$out/tree.diff" ]; then
     cat "$out/tree.diff" >&2
     die "series: tb + fork + fixes differ from the fork's tree ($build/qemu-src)"

@@ -36,13 +36,17 @@ fi
 # Stock QEMU's static build compiles from build/stock/qemu-src: the
 # pristine tree hard-linked, so that it sits at the fork's relative path
 # from its build directory (../qemu-src) and ccache serves it the fork's
-# objects (configure). Nothing writes into either tree.
+# objects (configure). Nothing modifies a file of either tree in place
+# (configure and meson only add files). A new pristine version also drops
+# stock's build directory: the links keep the tarball's mtimes, so ninja
+# could miss changed files.
 stock_src="$build/stock/qemu-src"
 if [ ! -f "$stock_src/.version" ] ||
    [ "$(cat "$stock_src/.version")" != "$ver" ]; then
-    rm -rf "$stock_src"
+    rm -rf "$stock_src" "$stock_src.tmp" "$build/stock/qemu-cross"
     mkdir -p "$build/stock"
-    cp -al "$pristine" "$stock_src"
+    cp -al "$pristine" "$stock_src.tmp"
+    mv "$stock_src.tmp" "$stock_src"
 fi
 
 inputs_hash() {

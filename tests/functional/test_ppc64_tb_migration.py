@@ -37,9 +37,10 @@ COMPAT_OPTS = 'ic-mode=xive'
 # ERROR_BOUND_S; the probe's own view of the stop (its largest gap
 # between two TB reads) is never shorter than the QMP stop-to-start time
 # by more than that, and longer by at most the time the vCPU takes to
-# get going again (GAP_SLACK_S).
+# get going again (GAP_SLACK_S: 113 ms seen on 2026-11-26 with the
+# series' prefix builds running beside the tests at idle priority).
 ERROR_BOUND_S = 0.002
-GAP_SLACK_S = 0.100
+GAP_SLACK_S = 0.200
 # A sleeper whose deadline passed during the stop wakes within this of
 # the guest running again (scheduling latency under TCG: a few ms, 37 ms
 # seen with a compile on both cores). A decrementer that did not fire at
