@@ -19,6 +19,8 @@
 #                                 of the series builds (in the background)
 #   make check-unit / check-functional / check-avocado / check-kvm /
 #        check-kernel / check-series   one tier
+#   make install    qemu-system-ppc64 and qemu-img into $(DESTDIR)$(PREFIX)
+#                   (PREFIX=/usr/local), finding Debian's firmware
 #   make clean      remove build/ (the download cache stays)
 
 SHELL := /bin/bash
@@ -56,7 +58,7 @@ PYTHON := /usr/bin/python3
 
 .PHONY: all qemu-tree qemu-native qemu-nopseries qemu-cross stock-cross \
     tools guest demo series check check-unit check-functional check-avocado \
-    check-kvm check-kernel check-series clean
+    check-kvm check-kernel check-series clean install
 all: qemu-native qemu-nopseries \
     $(if $(filter yes,$(CROSS)),qemu-cross stock-cross) tools guest
 
@@ -132,6 +134,13 @@ check-kvm: qemu-native qemu-cross stock-cross guest
 # kernel-patches/: apply to 6.1 and 6.12, checkpatch, build 6.1, boot it.
 check-kernel: qemu-native qemu-cross stock-cross guest
 	@bash scripts/check.sh $(BUILD) kernel
+
+# The fork installed where libvirt's <emulator> can name it; it finds
+# Debian's firmware without -L (scripts/install-qemu.sh).
+PREFIX ?= /usr/local
+DESTDIR ?=
+install: qemu-native
+	@bash scripts/install-qemu.sh $(BUILD) "$(DESTDIR)" "$(PREFIX)"
 
 clean:
 	rm -rf $(BUILD)

@@ -4,7 +4,8 @@
 # exit status (scripts/count-results.py).
 #   unit        the arithmetic's unit tests (QEMU's tests/unit, and our
 #               ASan+UBSan build of them) and its fuzzer
-#   build       the fork built without pseries (monitor stubs link)
+#   build       the fork built without pseries (monitor stubs link);
+#               make install's tree starts pseries without -L
 #   series      make-series.sh --build: the upstream series generated,
 #               checkpatch-clean, every prefix built (in the background at
 #               idle priority while other tiers run, like the kernel's)
@@ -172,6 +173,15 @@ stock_qemu72() {
         die "fetching stock QEMU 7.2 failed"
 }
 
+# qmp_quit QEMU ARGS: QEMU starts with ARGS (-S, no display) and quits
+# when asked over QMP: exit status 0.
+qmp_quit() {
+    local qemu=$1
+    shift
+    printf '%s\n' '{"execute": "qmp_capabilities"}' '{"execute": "quit"}' |
+        timeout 60 "$qemu" "$@" -S -display none -nodefaults -qmp stdio
+}
+
 # avo ROOT ARGS: Avocado in the functional tests' directory, with
 # qemu_test's environment (meson's test() sets the same) and the tests'
 # logs under ROOT (their QEMU_BUILD_ROOT, so that meson's stay).
@@ -277,6 +287,24 @@ for tier in $tiers; do
             passed=$((passed + 1))
         else
             warn "no qemu-system-ppc64 without pseries in $build/qemu-nopseries"
+            failed=$((failed + 1))
+        fi
+        # make install's tree (staged): the installed binary starts
+        # pseries with Debian's VOF and SLOF and no -L (libvirt passes
+        # none).
+        inst="$build/install-check"
+        rm -rf "$inst"
+        if bash "$top/scripts/install-qemu.sh" "$build" "$inst" /usr/local \
+               > "$inst.log" 2>&1 &&
+           qmp_quit "$inst/usr/local/bin/qemu-system-ppc64" \
+               -M pseries,x-vof=on >> "$inst.log" 2>&1 &&
+           qmp_quit "$inst/usr/local/bin/qemu-system-ppc64" \
+               -M pseries >> "$inst.log" 2>&1; then
+            info "make install: pseries starts with VOF and SLOF, no -L"
+            passed=$((passed + 1))
+        else
+            tail -5 "$inst.log" | sed 's/^/    /'
+            warn "make install: the installed QEMU does not start (log: $inst.log)"
             failed=$((failed + 1))
         fi
         ;;
