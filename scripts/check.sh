@@ -158,6 +158,10 @@ kernel_prep() {
     return "$(cat "$kernel_bg_dir/$ver.rc" 2>/dev/null || echo 1)"
 }
 
+# The functional migration tests: one set of files for both runners.
+functional_dir="$build/qemu-src/tests/functional"
+functional_files() { (cd "$functional_dir" && echo test_ppc64_tb_*.py); }
+
 # The functional tests' environment (meson's `--setup thorough` gives
 # them the same): the guest artifacts and the QEMUs to compare with.
 functional_env() {
@@ -186,13 +190,13 @@ qmp_quit() {
 # qemu_test's environment (meson's test() sets the same) and the tests'
 # logs under ROOT (their QEMU_BUILD_ROOT, so that meson's stay).
 avo() {
-    local root=$1 fdir="$build/qemu-src/tests/functional"
+    local root=$1
     shift
-    (cd "$fdir" &&
+    (cd "$functional_dir" &&
      QEMU_BUILD_ROOT="$root" \
      QEMU_TEST_QEMU_BINARY="$build/qemu-native/qemu-system-ppc64" \
      QEMU_TEST_QEMU_IMG="$build/qemu-native/qemu-img" \
-     PYTHONPATH="$build/qemu-src/python:$fdir" \
+     PYTHONPATH="$build/qemu-src/python:$functional_dir" \
      functional_env "$build/avocado/venv/bin/avocado" "$@")
 }
 
@@ -204,7 +208,6 @@ avo() {
 run_avocado() {
     local dir="$build/avocado" rc all selected defined files res t
     local tags=arch:ppc64,machine:pseries,migration
-    local fdir="$build/qemu-src/tests/functional"
     mkdir -p "$dir"
     bash "$top/scripts/avocado-venv.sh" "$dir/venv" > /dev/null \
         2> "$dir/install.err"
@@ -222,10 +225,10 @@ run_avocado() {
     stock_qemu72
     rm -rf "$dir/root" "$dir/results"
     mkdir -p "$dir/root" "$dir/results"
-    files=$(cd "$fdir" && echo test_ppc64_tb_*.py)
+    files=$(functional_files)
     # Every test of these files (those meson runs), and the tags select
     # them all.
-    defined=$(cd "$fdir" && cat $files | grep -c '^    def test_')
+    defined=$(cd "$functional_dir" && cat $files | grep -c '^    def test_')
     all=$(avo "$dir/root" list $files | grep -c '^python-unittest ')
     selected=$(avo "$dir/root" list -t "$tags" $files |
                grep -c '^python-unittest ')
@@ -331,8 +334,8 @@ for tier in $tiers; do
         ;;
     functional)
         step "tier functional: migration tests between QEMU processes (TCG)"
-        tests=$(cd "$build/qemu-src/tests/functional" &&
-                ls test_ppc64_tb_*.py | sed 's/^test_\(.*\)\.py$/func-ppc64-\1/')
+        tests=$(functional_files | tr ' ' '\n' |
+                sed 's/^test_\(.*\)\.py$/func-ppc64-\1/')
         stock_qemu72
         # --verbose: each subtest's result as it ends (a run is ~10 min);
         # one test program at a time: the timing checks need both cores.

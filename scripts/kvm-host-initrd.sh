@@ -25,18 +25,14 @@ for a in sh mount cat echo sleep insmod ls grep ip poweroff date \
     ln -s busybox "$r/bin/$a"
 done
 cp "$guest"/modules/*.ko "$r/mod/"
-# Without debug info (71 MB -> 21 MB for the fork's): the host boots
-# ~4 s sooner under TCG (15.5 -> 11.3 s, unpacking less), every boot.
-powerpc64le-linux-gnu-strip --strip-debug -o "$r/bin/qemu-system-ppc64" \
-    "$qemu" || die "strip $qemu failed"
+cp "$qemu" "$r/bin/qemu-system-ppc64"
 powerpc64le-linux-gnu-gcc -O2 -Wall -Wextra -Werror -static \
     -o "$r/bin/clockstep" "$(dirname "$0")/../tests/kvm/clockstep.c" ||
     die "building clockstep failed"
 if [ -n "$stock" ]; then
     file -L "$stock" | grep -q 'statically linked' ||
         die "$stock is not a static binary"
-    powerpc64le-linux-gnu-strip --strip-debug -o "$r/bin/qemu-stock" \
-        "$stock" || die "strip $stock failed"
+    cp "$stock" "$r/bin/qemu-stock"
 fi
 cp /usr/share/qemu/vof.bin "$r/fw/"
 cp "$guest/vmlinux" "$guest/guest-initrd.gz" "$r/guest/"
