@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Write the fork as upstream-style patch series (build/series):
 #   tb/      the timebase migration series, with its cover letter
-#   fixes/   the upstream bug fixes (patches with a Fixes: tag), apart
+#   fixes/   the upstream bug fixes (patches with a Fixes: tag or
+#            Cc: qemu-stable), apart
 #   fork/    what only the fork needs (patches marked "Fork only:"),
 #            on top of tb/
 # generated from a git tree of Debian's pristine QEMU
@@ -50,7 +51,7 @@ fork_started=
 : > "$out/assigned"
 while read -r p files; do
     case "$p" in ''|'#'*) continue;; esac
-    if grep -q '^Fixes: ' "$top/patches/qemu/$p"; then
+    if grep -qE '^(Fixes: |Cc: qemu-stable@nongnu.org)' "$top/patches/qemu/$p"; then
         branch=fixes
     elif grep -q '^Fork only:' "$top/patches/qemu/$p"; then
         branch=fork
