@@ -12,13 +12,15 @@
 #                     build       the QEMU without pseries links
 #                     functional  TCG migration tests (QEMU's harness)
 #                     avocado     the same tests run by Avocado 113.0
+#                     libvirt     two libvirt hosts drive a Debian guest
+#                                 on the installed fork and on stock
 #                     kvm         KVM-HV in emulated POWER hosts
 #                     kernel      kernel-patches/: apply, checkpatch,
 #                                 build, boot, tests
 #                     series      make series, checkpatch, every prefix
 #                                 of the series builds (in the background)
-#   make check-unit / check-functional / check-avocado / check-kvm /
-#        check-kernel / check-series   one tier
+#   make check-unit / check-functional / check-avocado / check-libvirt /
+#        check-kvm / check-kernel / check-series   one tier
 #   make install    qemu-system-ppc64 and qemu-img into $(DESTDIR)$(PREFIX)
 #                   (PREFIX=/usr/local), finding Debian's firmware
 #   make clean      remove build/ (the download cache stays)
@@ -58,6 +60,7 @@ PYTHON := /usr/bin/python3
 
 .PHONY: all qemu-tree qemu-native qemu-nopseries qemu-cross stock-cross \
     tools guest demo series check check-unit check-functional check-avocado \
+    check-libvirt \
     check-kvm check-kernel check-series clean install
 all: qemu-native qemu-nopseries \
     $(if $(filter yes,$(CROSS)),qemu-cross stock-cross) tools guest
@@ -127,6 +130,11 @@ check-functional: qemu-native guest
 # The functional migration tests again, run by Avocado 113.0.
 check-avocado: qemu-native guest
 	@bash scripts/check.sh $(BUILD) avocado
+
+# libvirt drives the installed fork and stock QEMU: a Debian guest
+# (scripts/debian-guest.sh) through every virsh operation that stops it.
+check-libvirt: qemu-native $(TBPROBE)
+	@bash scripts/check.sh $(BUILD) libvirt
 
 check-kvm: qemu-native qemu-cross stock-cross guest
 	@bash scripts/check.sh $(BUILD) kvm

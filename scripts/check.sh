@@ -17,6 +17,9 @@
 #   kvm         tests/kvm/test_kvm_tb_migration.py: KVM-HV in emulated
 #               POWER9/POWER8 hosts, the fork's and stock QEMU's static
 #               ppc64le builds migrating KVM guests inside them
+#   libvirt     tests/libvirt/test_libvirt_tb.py: two libvirt hosts in
+#               namespaces drive a Debian guest on the installed fork and
+#               on stock QEMU through every virsh operation that stops it
 #   kernel      kernel-patches/ applied to Debian's 6.1 and 6.12 and
 #               checkpatch-clean; 6.1 built and booted as the hosts'
 #               kernel for tests/kvm/test_kvm_kernel_patches.py
@@ -28,7 +31,7 @@ shift
 # The tests run from the fork's tree: no __pycache__ in it (make-series.sh
 # compares that tree with the series').
 export PYTHONDONTWRITEBYTECODE=1
-tiers=${*:-unit build functional avocado kvm kernel series}
+tiers=${*:-unit build functional avocado libvirt kvm kernel series}
 passed=0 failed=0 skipped=0
 
 # count KIND FILE RC: add a runner's results (scripts/count-results.py:
@@ -87,6 +90,28 @@ kvm_tap() {
     passed=$((passed + p)) failed=$((failed + f)) skipped=$((skipped + s))
 }
 
+# The libvirt tier's Debian guest (mmdebstrap, its packages configured
+# under qemu-user: minutes of CPU, cached by hash) needs no test either:
+# first in the background queue when other tiers run first.
+guest_bg_dir="$build/debian-guest-bg"
+guest_bg_pid=
+case " $tiers " in
+*" libvirt "*)
+    if [ "$(echo $tiers)" != libvirt ]; then
+        rm -rf "$guest_bg_dir"
+        mkdir -p "$guest_bg_dir"
+        step "libvirt tier's Debian guest in the background (log: $guest_bg_dir/log)"
+        (
+            ionice -c 3 chrt --idle 0 nice -n 19 \
+                bash "$top/scripts/debian-guest.sh" "$build/tbprobe" \
+                > "$guest_bg_dir/dir" 2> "$guest_bg_dir/log"
+            echo $? > "$guest_bg_dir/rc"
+        ) &
+        guest_bg_pid=$!
+    fi
+    ;;
+esac
+
 # The kernel tier's preparation (unpack, apply, checkpatch, a ~10 min
 # build on CI's 2 cores) needs no test to have run: when other tiers run
 # first, it starts now in the background at idle CPU priority, taking
@@ -101,6 +126,10 @@ case " $tiers " in
         mkdir -p "$kernel_bg_dir"
         step "kernel tier's kernel builds in the background (log: $kernel_bg_dir/prep.log)"
         (
+            # after the Debian guest's build: one background job at a time
+            while [ -n "$guest_bg_pid" ] && [ ! -e "$guest_bg_dir/rc" ]; do
+                sleep 10
+            done
             for ver in 6.12 6.1; do
                 mode=; [ "$ver" = 6.1 ] || mode=--check-only
                 ionice -c 3 chrt --idle 0 nice -n 19 \
@@ -156,6 +185,64 @@ kernel_prep() {
     fi
     cat "$kernel_bg_dir/$ver.out"
     return "$(cat "$kernel_bg_dir/$ver.rc" 2>/dev/null || echo 1)"
+}
+
+# debian_guest: the libvirt tier's guest directory on stdout, from the
+# background job when one ran (its log printed here).
+debian_guest() {
+    if [ -z "$guest_bg_pid" ]; then
+        bash "$top/scripts/debian-guest.sh" "$build/tbprobe"
+        return
+    fi
+    if kill -0 "$guest_bg_pid" 2>/dev/null; then
+        info "waiting for the background Debian guest build"
+        wait "$guest_bg_pid"
+    fi
+    sed 's/^/  | /' "$guest_bg_dir/log" >&2
+    cat "$guest_bg_dir/dir"
+    return "$(cat "$guest_bg_dir/rc" 2>/dev/null || echo 1)"
+}
+
+# run_libvirt: the fork installed (make install's script) under
+# build/libvirt/fork, the Debian guest, then tests/libvirt (TAP), its
+# results table printed.
+run_libvirt() {
+    local dir="$build/libvirt" guest rc p f s
+    if ! guest=$(debian_guest); then
+        warn "libvirt: the Debian guest could not be built"
+        failed=$((failed + 1))
+        return
+    fi
+    rm -rf "$dir/fork" "$dir/work" "$dir/results.json"
+    mkdir -p "$dir"
+    if ! bash "$top/scripts/install-qemu.sh" "$build" "" "$dir/fork" \
+            > "$dir/install.log" 2>&1; then
+        cat "$dir/install.log" | sed 's/^/    /'
+        warn "libvirt: make install failed"
+        failed=$((failed + 1))
+        return
+    fi
+    (cd "$top/tests/libvirt" &&
+     TBFORK_LIBVIRT_FORK="$dir/fork/bin/qemu-system-ppc64" \
+     TBFORK_STOCK_QEMU=/usr/bin/qemu-system-ppc64 \
+     TBFORK_DEBIAN_GUEST="$guest" \
+     TBFORK_LIBVIRT_WORKDIR="$dir/work" \
+     TBFORK_LIBVIRT_RESULTS="$dir/results.json" \
+     PYTHONPATH="$build/qemu-src/python:$top/tests/functional" \
+     timeout 2400 /usr/bin/python3 test_libvirt_tb.py) 2> "$dir/check.err" |
+        tee "$dir/check.log" | sed -u 's/^/    /'
+    rc=${PIPESTATUS[0]}
+    read -r p f s < <(/usr/bin/python3 "$top/scripts/count-results.py" \
+                      tap "$dir/check.log" "$rc")
+    if [ -f "$dir/results.json" ]; then
+        /usr/bin/python3 "$top/tests/libvirt/report.py" "$dir/results.json" \
+            > "$dir/results.md"
+        sed 's/^/    /' "$dir/results.md"
+    fi
+    [ "$f" = 0 ] || grep -E -A30 '^(FAIL|ERROR):' "$dir/check.err" |
+        head -80 | sed 's/^/    /'
+    info "$p passed, $f failed, $s skipped (logs: $dir/check.{log,err}, $dir/work)"
+    passed=$((passed + p)) failed=$((failed + f)) skipped=$((skipped + s))
 }
 
 # The functional migration tests: one set of files for both runners.
@@ -356,6 +443,10 @@ for tier in $tiers; do
     avocado)
         step "tier avocado: the functional migration tests run by Avocado"
         run_avocado
+        ;;
+    libvirt)
+        step "tier libvirt: two libvirt hosts, a Debian guest, every virsh stop"
+        run_libvirt
         ;;
     kvm)
         step "tier kvm: KVM-HV harness (emulated POWER hosts, fork and stock)"

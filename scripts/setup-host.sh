@@ -9,16 +9,28 @@ set -euo pipefail
 SOURCES=/etc/apt/sources.list.d/qemu-tb-fork.sources
 
 # Host packages (bc and perl: the kernel build and checkpatch; python3-venv,
-# -setuptools and -wheel: Avocado installed offline into a venv). meson >= 1.5,
+# -setuptools and -wheel: Avocado installed offline into a venv;
+# mmdebstrap, arch-test, qemu-user-static, binfmt-support: the libvirt
+# tier's Debian guest built for ppc64el here; python3-libvirt: its
+# measurements). meson >= 1.5,
 # pycotap and the stock QEMU we compare
 # against come from bookworm-backports.
-BPO_PKGS="meson python3-pycotap qemu-system-ppc qemu-system-data qemu-utils"
+BPO_PKGS="meson python3-pycotap qemu-system-ppc qemu-system-data qemu-utils
+  qemu-system-x86"
+# libvirt 11.3, Debian's pairing for QEMU 10.0 (the libvirt tier): named
+# per package, since -t bookworm-backports would pull systemd from there
+# too. Without libvirt-daemon-system (systemd units, users): the tier
+# starts its daemons itself. qemu-system-x86 satisfies driver-qemu's
+# "qemu-kvm | qemu-system" without every architecture.
+LIBVIRT_BPO_PKGS="libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients"
 PKGS="build-essential ninja-build pkg-config ccache dpkg-dev rsync
   libglib2.0-dev libfdt-dev libpixman-1-dev zlib1g-dev libzstd-dev
   python3-venv python3-setuptools python3-wheel flex bison
   gcc-powerpc64le-linux-gnu libc6-dev-ppc64el-cross
   cpio xz-utils zstd file clang llvm libclang-rt-14-dev
-  python3-matplotlib bc perl"
+  python3-matplotlib bc perl
+  python3-libvirt mmdebstrap arch-test qemu-user-static binfmt-support
+  iproute2 util-linux e2fsprogs"
 
 want_sources() {
     cat <<'EOF'
@@ -39,7 +51,7 @@ EOF
 
 missing_pkgs() {
     local p
-    for p in $BPO_PKGS $PKGS; do
+    for p in $BPO_PKGS $LIBVIRT_BPO_PKGS $PKGS; do
         dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null |
             grep -q '^install ok installed' || echo "$p"
     done
@@ -70,6 +82,9 @@ if [ -n "$missing" ]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get install -y --no-install-recommends -t bookworm-backports \
         $BPO_PKGS >/dev/null || die "apt-get install (backports) failed"
+    apt-get install -y --no-install-recommends \
+        $(printf '%s/bookworm-backports ' $LIBVIRT_BPO_PKGS) >/dev/null ||
+        die "apt-get install (libvirt from backports) failed"
     apt-get install -y --no-install-recommends $PKGS >/dev/null ||
         die "apt-get install failed"
     missing=$(missing_pkgs)

@@ -1,0 +1,258 @@
+#!/usr/bin/env python3
+#
+# libvirt drives the fork: two libvirt hosts (lvhosts.py), a Debian 12
+# ppc64el guest with systemd, qemu-guest-agent and the TB probe, one
+# domain on the installed fork and the same domain on stock QEMU 10.0,
+# and every virsh operation that stops a guest: live migration (precopy,
+# postcopy, multifd), --suspend and a second migration of the paused
+# domain, non-live migration, save/restore minutes apart, managedsave,
+# suspend/resume, snapshot-create-as/snapshot-revert. For each, the
+# guest's wall-clock error (the agent's guest-get-time, what `virsh
+# domtime` reads), the probe's TB error and backwards steps, `info
+# timebase` through `virsh qemu-monitor-command --hmp`, the fork's
+# PPC_TIMEBASE_ADJUSTED event as libvirt relays it, and the domain log's
+# timebase lines. `make check-libvirt` runs it.
+#
+# Copyright (c) 2026 qemu-tb-fork developers
+# SPDX-License-Identifier: GPL-2.0-or-later
+
+import os
+import re
+import subprocess
+import threading
+import time
+import unittest
+
+import libvirt
+
+from lvhosts import LibvirtPair, QemuEvents
+from lvtest import (EVENTS, FORK, GUEST, STOCK, WORK, ForcedStop, Guest,
+                    new_log_lines, record)
+
+STOP_S = 1.0            # the forced stop of the live migrations
+CLOCK_BOUND_S = 0.020   # the fork's guest wall-clock error, live migration
+# virsh save / restore apart (seconds): "minutes apart"
+SAVE_GAP_S = float(os.environ.get('TBFORK_LIBVIRT_SAVE_GAP_S', '120'))
+
+
+def missing_prerequisite():
+    if os.geteuid() != 0:
+        return 'needs root (network namespaces, libvirtd)'
+    for path, what in ((FORK, 'the installed fork (TBFORK_LIBVIRT_FORK)'),
+                       (STOCK, 'stock QEMU (TBFORK_STOCK_QEMU)')):
+        if not path or not os.access(path, os.X_OK):
+            return f'no {what}: {path!r}'
+    if not GUEST or not os.path.exists(os.path.join(GUEST, 'base.qcow2')):
+        return (f'no Debian guest (TBFORK_DEBIAN_GUEST={GUEST!r}; '
+                'scripts/debian-guest.sh builds it)')
+    for tool in ('libvirtd', 'virsh'):
+        if subprocess.run(['sh', '-c', f'command -v {tool}'],
+                          stdout=subprocess.DEVNULL).returncode:
+            return f'no {tool} (libvirt; scripts/setup-host.sh installs it)'
+    return None
+
+
+class LibvirtTBTest(unittest.TestCase):
+    pair = None
+    guests = {}
+    events = {}
+
+    @classmethod
+    def setUpClass(cls):
+        why = missing_prerequisite()
+        if why:
+            raise unittest.SkipTest(why)
+        os.makedirs(WORK, exist_ok=True)
+        cls.pair = LibvirtPair(os.path.join(WORK, 'libvirt'))
+        cls.pair.start()
+        cls.events = {h.name: QemuEvents(h, list(EVENTS))
+                      for h in cls.pair.hosts}
+        cls.guests = {'fork': Guest(cls.pair, 'tbfork', 'fork', FORK),
+                      'stock': Guest(cls.pair, 'tbstock', 'stock', STOCK)}
+        boot = {}
+        for g in cls.guests.values():
+            g.define_and_start()
+            g.connect_console()
+
+        def wait(g):
+            boot[g.qemu] = g.wait_booted()
+        ts = [threading.Thread(target=wait, args=(g,))
+              for g in cls.guests.values()]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+        for q, g in cls.guests.items():
+            if q not in boot:
+                raise RuntimeError(f'the {q} domain did not boot')
+            record('boot', qemu=q, boot_s=round(boot[q], 1),
+                   domcaps=cls.domcaps(g))
+
+    @classmethod
+    def domcaps(cls, g):
+        out = g.host.virsh('domcapabilities', '--emulatorbin', g.emulator,
+                           '--arch', 'ppc64', '--machine', 'pseries',
+                           '--virttype', 'qemu')
+        import re
+        m = re.search(r'<machine>(.*)</machine>', out)
+        return m.group(1) if m else None
+
+    @classmethod
+    def tearDownClass(cls):
+        for ev in cls.events.values():
+            ev.close()
+        if cls.pair:
+            cls.pair.stop()
+
+    # --- measurement ---------------------------------------------------
+
+    def events_since(self, name, domain, since):
+        out = []
+        for ev in self.events.values():
+            out += ev.of(name, domain, since)
+        return sorted(out, key=lambda e: e['time'])
+
+    def measure(self, g, scenario, op):
+        """Run op(g) between two readings of the guest's clocks."""
+        t0 = time.time()
+        logs = {h.name: g.domain_log(h) for h in self.pair.hosts}
+        lag0 = g.tb_lag(since=t0)
+        off0 = g.clock_offset()
+        t_op = time.time()
+        extra = op(g) or {}
+        lag1 = g.tb_lag(since=time.time() + 0.3)
+        off1 = g.clock_offset()
+        stops = self.events_since('STOP', g.name, t_op)
+        resumes = self.events_since('RESUME', g.name, t_op)
+        adjusted = self.events_since('PPC_TIMEBASE_ADJUSTED', g.name, t_op)
+        stop_s = (resumes[-1]['time'] - stops[0]['time']
+                  if stops and resumes else None)
+        log_lines = []
+        for h in self.pair.hosts:
+            log_lines += new_log_lines(logs[h.name], g.domain_log(h))
+        domtime = g.host.virsh('domtime', g.name, check=False).strip()
+        res = dict(
+            qemu=g.qemu, host=g.host.name,
+            clock_error_ms=round((off1['offset_s'] - off0['offset_s']) * 1e3,
+                                 3),
+            clock_rtt_ms=round(max(off0['rtt_s'], off1['rtt_s']) * 1e3, 3),
+            tb_error_ms=round((lag0 - lag1) * 1e3, 3),
+            backwards=g.backwards(t0),
+            stop_ms=round(stop_s * 1e3, 1) if stop_s is not None else None,
+            event=adjusted[-1]['data'] if adjusted else None,
+            info_timebase=g.info_timebase(),
+            log=log_lines, domtime=domtime, **extra)
+        record(scenario, **res)
+        return res
+
+    def check_common(self, res):
+        self.assertEqual(res['backwards'], 0, 'the guest TB stepped back')
+        # The guest's wall clock follows its TB: both figures agree.
+        self.assertLess(abs(res['clock_error_ms'] - res['tb_error_ms']),
+                        CLOCK_BOUND_S * 1e3 + res['clock_rtt_ms'],
+                        f'wall clock and TB disagree: {res}')
+        if res['qemu'] == 'fork':
+            self.assertIsNotNone(res['info_timebase'])
+        else:
+            self.assertIsNone(res['event'])
+
+    # --- operations ----------------------------------------------------
+
+    def migrate(self, g, flags, forced_stop=STOP_S, postcopy=False):
+        src, dst = g.host, g.other()
+        fs = (ForcedStop(g, self.events[src.name], dst, forced_stop)
+              if forced_stop else None)
+        try:
+            os.unlink(g.console_path(dst))
+        except FileNotFoundError:
+            pass
+        conn = {}
+        t = threading.Thread(
+            target=lambda: conn.setdefault('r', g.connect_console(dst, 120)))
+        t.start()
+        cmd = ['migrate', '--p2p', '--persistent', '--undefinesource',
+               '--unsafe', *flags, g.name, dst.tcp_uri,
+               '--migrateuri', f'tcp://{dst.addr}']
+        t_start = time.time()
+        try:
+            if postcopy:
+                p = subprocess.Popen(['virsh', '-c', src.uri, *cmd],
+                                     stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, text=True)
+                # Switch to postcopy once QEMU's precopy is under way
+                # (QEMU refuses earlier).
+                self.events[src.name].wait('MIGRATION', g.name, t_start,
+                                           pred=lambda e: e['data'][
+                                               'status'] == 'active')
+                time.sleep(0.5)
+                if p.poll() is not None:
+                    self.fail('the migration ended in precopy: ' +
+                              p.stdout.read())
+                src.virsh('migrate-postcopy', g.name)
+                out, _ = p.communicate(timeout=300)
+                self.assertEqual(p.returncode, 0, out)
+                post = [e for e in self.events[src.name].of(
+                    'MIGRATION', g.name, t_start)
+                    if e['data']['status'] == 'postcopy-active']
+                self.assertTrue(post, 'the source never entered postcopy')
+            else:
+                src.virsh(*cmd)
+        finally:
+            if fs:
+                fs.close()
+            g.locate()
+            t.join()
+        self.assertIs(g.host, dst, 'the domain is not on the destination')
+        self.assertEqual(g.state(dst), 'running' if '--suspend' not in flags
+                         else 'paused')
+        held = fs.held_at is not None if fs else None
+        if fs:
+            self.assertTrue(held, 'the forced stop missed the switchover')
+        return {'forced_stop_s': forced_stop if fs else 0}
+
+    def restart_console(self, g):
+        try:
+            os.unlink(g.console_path())
+        except FileNotFoundError:
+            pass
+
+    # --- scenarios -----------------------------------------------------
+
+    def live_migration(self, name, flags, postcopy=False):
+        out = {}
+        for q, g in self.guests.items():
+            out[q] = self.measure(g, name, lambda g: self.migrate(
+                g, flags, postcopy=postcopy))
+            self.check_common(out[q])
+        # The fork keeps the guest's wall clock; stock loses the stop.
+        self.assertLess(abs(out['fork']['clock_error_ms']),
+                        CLOCK_BOUND_S * 1e3, out['fork'])
+        self.assertIsNotNone(out['fork']['event'])
+        self.assertLess(out['stock']['clock_error_ms'],
+                        -STOP_S * 1e3 * 0.8, out['stock'])
+        return out
+
+    def test_01_migrate_live(self):
+        """virsh migrate --live (precopy), 1 s forced stop."""
+        self.live_migration('migrate --live', ['--live'])
+
+    def test_02_migrate_postcopy(self):
+        """virsh migrate --live --postcopy, then virsh migrate-postcopy."""
+        # Precopy held to 10 MiB/s, so that it is still running when
+        # migrate-postcopy comes (postcopy itself is not limited).
+        self.live_migration('migrate --postcopy + migrate-postcopy',
+                            ['--live', '--postcopy', '--bandwidth', '10'],
+                            postcopy=True)
+
+    def test_03_migrate_parallel(self):
+        """virsh migrate --live --parallel (multifd, 2 connections)."""
+        self.live_migration('migrate --parallel',
+                            ['--live', '--parallel',
+                             '--parallel-connections', '2'])
+
+
+if __name__ == '__main__':
+    # TAP on stdout (as QEMU's functional tests), tracebacks on stderr.
+    from pycotap import LogMode, TAPTestRunner
+    unittest.main(testRunner=TAPTestRunner(
+        message_log=LogMode.LogToError, test_output_log=LogMode.LogToError))
