@@ -38,7 +38,7 @@ def main(path):
           '| PPC_TIMEBASE_ADJUSTED | domain log |')
     print('|---|---|---:|---:|---:|---:|---|---|')
     for r in results:
-        if r['scenario'] == 'boot':
+        if r['scenario'] in ('boot', 'capabilities'):
             continue
         log = '; '.join(r.get('log') or []) or '-'
         print(f"| {r['scenario']} | {r['qemu']} "

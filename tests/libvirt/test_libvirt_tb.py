@@ -112,16 +112,20 @@ class LibvirtTBTest(unittest.TestCase):
             out += ev.of(name, domain, since)
         return sorted(out, key=lambda e: e['time'])
 
-    def measure(self, g, scenario, op):
-        """Run op(g) between two readings of the guest's clocks."""
+    def begin(self, g):
+        """The guest's clocks before an operation."""
         t0 = time.time()
-        logs = {h.name: g.domain_log(h) for h in self.pair.hosts}
-        lag0 = g.tb_lag(since=t0)
-        off0 = g.clock_offset()
-        t_op = time.time()
-        extra = op(g) or {}
+        ctx = {'t0': t0,
+               'logs': {h.name: g.domain_log(h) for h in self.pair.hosts},
+               'lag': g.tb_lag(since=t0), 'off': g.clock_offset()}
+        ctx['t_op'] = time.time()
+        return ctx
+
+    def end(self, g, ctx, scenario, **extra):
+        """The guest's clocks after it, and what the operation did."""
         lag1 = g.tb_lag(since=time.time() + 0.3)
         off1 = g.clock_offset()
+        t_op = ctx['t_op']
         stops = self.events_since('STOP', g.name, t_op)
         resumes = self.events_since('RESUME', g.name, t_op)
         adjusted = self.events_since('PPC_TIMEBASE_ADJUSTED', g.name, t_op)
@@ -129,21 +133,44 @@ class LibvirtTBTest(unittest.TestCase):
                   if stops and resumes else None)
         log_lines = []
         for h in self.pair.hosts:
-            log_lines += new_log_lines(logs[h.name], g.domain_log(h))
+            log_lines += new_log_lines(ctx['logs'][h.name], g.domain_log(h))
         domtime = g.host.virsh('domtime', g.name, check=False).strip()
         res = dict(
             qemu=g.qemu, host=g.host.name,
-            clock_error_ms=round((off1['offset_s'] - off0['offset_s']) * 1e3,
-                                 3),
-            clock_rtt_ms=round(max(off0['rtt_s'], off1['rtt_s']) * 1e3, 3),
-            tb_error_ms=round((lag0 - lag1) * 1e3, 3),
-            backwards=g.backwards(t0),
+            clock_error_ms=round((off1['offset_s'] - ctx['off']['offset_s'])
+                                 * 1e3, 3),
+            clock_rtt_ms=round(max(ctx['off']['rtt_s'], off1['rtt_s']) * 1e3,
+                               3),
+            tb_error_ms=round((ctx['lag'] - lag1) * 1e3, 3),
+            backwards=g.backwards(ctx['t0']),
             stop_ms=round(stop_s * 1e3, 1) if stop_s is not None else None,
+            # What the fork added back, over every start in the operation.
+            applied_ms=round(sum(e['data']['applied-ns'] for e in adjusted)
+                             / 1e6, 3) if adjusted else None,
             event=adjusted[-1]['data'] if adjusted else None,
             info_timebase=g.info_timebase(),
             log=log_lines, domtime=domtime, **extra)
         record(scenario, **res)
         return res
+
+    def measure(self, g, scenario, op):
+        """Run op(g) between two readings of the guest's clocks."""
+        ctx = self.begin(g)
+        extra = op(g) or {}
+        return self.end(g, ctx, scenario, **extra)
+
+    def check_accounted(self, res, slack_ms=CLOCK_BOUND_S * 1e3):
+        """The guest lost exactly the part of the stop its QEMU did not
+        add back: the whole stop under stock, the stop minus what the
+        fork reports applying (its PPC_TIMEBASE_ADJUSTED events)."""
+        self.check_common(res)
+        applied = res['applied_ms'] or 0.0
+        lost = res['stop_ms'] - applied
+        self.assertLess(abs(res['clock_error_ms'] + lost),
+                        slack_ms + res['clock_rtt_ms'],
+                        f'the guest clock error is not the stop '
+                        f'({res["stop_ms"]} ms) minus what was applied '
+                        f'({applied} ms): {res}')
 
     def check_common(self, res):
         self.assertEqual(res['backwards'], 0, 'the guest TB stepped back')
@@ -158,7 +185,24 @@ class LibvirtTBTest(unittest.TestCase):
 
     # --- operations ----------------------------------------------------
 
-    def migrate(self, g, flags, forced_stop=STOP_S, postcopy=False):
+    def restart(self, g, *virsh_args):
+        """A virsh command that starts a new QEMU for the domain on its
+        host (restore, start of a managed save): its new console."""
+        try:
+            os.unlink(g.console_path())
+        except FileNotFoundError:
+            pass
+        conn = {}
+        t = threading.Thread(
+            target=lambda: conn.setdefault('r', g.connect_console(None, 120)))
+        t.start()
+        try:
+            g.host.virsh(*virsh_args)
+        finally:
+            t.join()
+
+    def migrate(self, g, flags, forced_stop=STOP_S, postcopy=False,
+                paused=False):
         src, dst = g.host, g.other()
         fs = (ForcedStop(g, self.events[src.name], dst, forced_stop)
               if forced_stop else None)
@@ -203,27 +247,37 @@ class LibvirtTBTest(unittest.TestCase):
             g.locate()
             t.join()
         self.assertIs(g.host, dst, 'the domain is not on the destination')
-        self.assertEqual(g.state(dst), 'running' if '--suspend' not in flags
-                         else 'paused')
+        paused = paused or '--suspend' in flags
+        self.assertEqual(g.state(dst), 'paused' if paused else 'running')
         held = fs.held_at is not None if fs else None
         if fs:
             self.assertTrue(held, 'the forced stop missed the switchover')
         return {'forced_stop_s': forced_stop if fs else 0}
-
-    def restart_console(self, g):
-        try:
-            os.unlink(g.console_path())
-        except FileNotFoundError:
-            pass
 
     # --- scenarios -----------------------------------------------------
 
     def live_migration(self, name, flags, postcopy=False):
         out = {}
         for q, g in self.guests.items():
-            out[q] = self.measure(g, name, lambda g: self.migrate(
-                g, flags, postcopy=postcopy))
-            self.check_common(out[q])
+            # The event as an operator watches it on the destination.
+            watch = subprocess.Popen(
+                ['virsh', '-c', g.other().uri, 'qemu-monitor-event',
+                 '--event', 'PPC_TIMEBASE_ADJUSTED', '--timeout', '120'],
+                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            try:
+                out[q] = self.measure(g, name, lambda g: self.migrate(
+                    g, flags, postcopy=postcopy))
+            finally:
+                if q == 'stock':
+                    watch.terminate()
+                seen, _ = watch.communicate(timeout=130)
+            self.check_accounted(out[q])
+            if q == 'fork':
+                # virsh prints the first event and exits.
+                self.assertIn('event PPC_TIMEBASE_ADJUSTED', seen)
+                self.assertIn(f"for domain '{g.name}'", seen)
+            else:
+                self.assertNotIn('PPC_TIMEBASE_ADJUSTED', seen)
         # The fork keeps the guest's wall clock; stock loses the stop.
         self.assertLess(abs(out['fork']['clock_error_ms']),
                         CLOCK_BOUND_S * 1e3, out['fork'])
@@ -231,6 +285,30 @@ class LibvirtTBTest(unittest.TestCase):
         self.assertLess(out['stock']['clock_error_ms'],
                         -STOP_S * 1e3 * 0.8, out['stock'])
         return out
+
+    def test_00_capabilities(self):
+        """libvirt probes the installed fork as it probes stock: `virsh
+        domcapabilities` resolves pseries to pseries-10.0, and the
+        machine types libvirt cached for each emulator are the same."""
+        machines = {}
+        for q, g in self.guests.items():
+            self.assertEqual(self.domcaps(g), 'pseries-10.0')
+            machines[q] = self.cached_machines(g.host, g.emulator)
+            self.assertIn('pseries-10.0', machines[q])
+        self.assertEqual(machines['fork'], machines['stock'])
+        record('capabilities', qemu='fork', machines=len(machines['fork']))
+
+    @staticmethod
+    def cached_machines(host, emulator):
+        """The TCG machine types in libvirt's capability cache for one
+        emulator (what `virsh capabilities` and domain validation use)."""
+        d = host.path('cache', 'qemu', 'capabilities')
+        for f in os.listdir(d):
+            text = open(os.path.join(d, f), encoding='utf-8').read()
+            if f'<emulator>{emulator}</emulator>' in text:
+                return sorted(set(re.findall(
+                    r"<machine type='tcg' name='([^']+)'", text)))
+        raise AssertionError(f'libvirt cached no capabilities of {emulator}')
 
     def test_01_migrate_live(self):
         """virsh migrate --live (precopy), 1 s forced stop."""
@@ -249,6 +327,100 @@ class LibvirtTBTest(unittest.TestCase):
         self.live_migration('migrate --parallel',
                             ['--live', '--parallel',
                              '--parallel-connections', '2'])
+
+
+    def test_04_migrate_suspend_then_paused(self):
+        """virsh migrate --live --suspend (the destination stays paused),
+        a second migration of the paused domain, then virsh resume."""
+        for q, g in self.guests.items():
+            def op(g):
+                self.migrate(g, ['--live', '--suspend'], forced_stop=0)
+                self.migrate(g, ['--live'], forced_stop=0, paused=True)
+                time.sleep(1)
+                g.host.virsh('resume', g.name)
+                return {}
+            res = self.measure(g, 'migrate --suspend, migrate paused, resume',
+                               op)
+            self.check_accounted(res)
+            if q == 'fork':
+                self.assertIsNotNone(res['event'])
+
+    def test_05_migrate_offline_pause(self):
+        """virsh migrate without --live: libvirt pauses the guest first."""
+        for q, g in self.guests.items():
+            res = self.measure(g, 'migrate (not live)', lambda g:
+                               self.migrate(g, [], forced_stop=0))
+            self.check_accounted(res)
+
+    def test_06_suspend_resume(self):
+        """virsh suspend, 1 s, virsh resume: a user pause (frozen by the
+        fork's default policy, as by stock)."""
+        for q, g in self.guests.items():
+            def op(g):
+                g.host.virsh('suspend', g.name)
+                time.sleep(1)
+                g.host.virsh('resume', g.name)
+            res = self.measure(g, 'suspend, 1 s, resume', op)
+            self.check_accounted(res)
+            self.assertLess(res['clock_error_ms'], -900, res)
+            if q == 'fork':
+                self.assertEqual(res['event']['reason'], 'user-paused')
+
+    def test_07_managedsave_start(self):
+        """virsh managedsave, 3 s, virsh start (restores the save)."""
+        for q, g in self.guests.items():
+            def op(g):
+                g.host.virsh('managedsave', g.name)
+                self.assertEqual(g.state(), 'shut off')
+                time.sleep(3)
+                self.restart(g, 'start', g.name)
+            res = self.measure(g, 'managedsave, 3 s, start', op)
+            self.check_accounted(res)
+
+    def test_08_save_restore_minutes_apart(self):
+        """virsh save, SAVE_GAP_S (2 min), virsh restore: both domains
+        saved together, so the tier waits once."""
+        ctx, files = {}, {}
+        for q, g in self.guests.items():
+            ctx[q] = self.begin(g)
+            files[q] = os.path.join(WORK, f'{g.name}.save')
+            if os.path.exists(files[q]):
+                os.unlink(files[q])
+            g.host.virsh('save', g.name, files[q])
+        time.sleep(SAVE_GAP_S)
+        out = {}
+        for q, g in self.guests.items():
+            self.restart(g, 'restore', files[q])
+            out[q] = self.end(g, ctx[q], f'save, {SAVE_GAP_S:.0f} s, restore',
+                              save_gap_s=SAVE_GAP_S)
+        for q in self.guests:
+            self.check_accounted(out[q])
+        # The fork caps what it adds back (tb-max-delta-ms, 10 s by
+        # default) and says so in the domain log.
+        fork = out['fork']
+        if SAVE_GAP_S > 10:
+            self.assertEqual(fork['event']['applied-ns'], 10 * 10**9, fork)
+            self.assertTrue(any('capped' in ln or 'tb-max-delta' in ln
+                                for ln in fork['log']), fork)
+
+    def test_09_snapshot_revert(self):
+        """virsh snapshot-create-as (internal, with memory), 2 s, virsh
+        snapshot-revert: the guest returns to the snapshot, its TB too;
+        no step back from the guest's own point of view."""
+        for q, g in self.guests.items():
+            def op(g):
+                g.host.virsh('snapshot-create-as', g.name, 'tb1')
+                time.sleep(2)
+                # libvirt 11.3 reverts in a new QEMU (-S, the
+                # snapshot-load job, cont): follow its console.
+                self.restart(g, 'snapshot-revert', g.name, 'tb1')
+                g.host.virsh('snapshot-delete', g.name, 'tb1')
+                return {}
+            res = self.measure(g, 'snapshot-create-as, 2 s, snapshot-revert',
+                               op)
+            self.check_common(res)
+            # Back to the snapshot: the clock lost the time since it.
+            self.assertLess(res['clock_error_ms'], -2000, res)
 
 
 if __name__ == '__main__':
