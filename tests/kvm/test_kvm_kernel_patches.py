@@ -119,11 +119,14 @@ class KvmKernelPatchesTest(KvmTestBase):
         src.clear_events()
         src.cmd('migrate', uri='tcp:127.0.0.1:4444')
         src.event_wait('MIGRATION', 300, {'status': 'failed'})
+        # The source restarts its vCPUs after it reports the failure, and
+        # only then says that it applies no offset: read it once they run.
+        src.event_wait('RESUME', 60)
+        n = len(src.reader.of_kind('sum'))
+        src.reader.wait_for('sum', count=n + 10, timeout=120)
         dst_err = dst.stderr()
         src_err = src.stderr()
         status = src.cmd('query-status')
-        n = len(src.reader.of_kind('sum'))
-        src.reader.wait_for('sum', count=n + 10, timeout=120)
         info = src.cmd('query-ppc-timebase')
         record('KVM-PR: no TB offset', machine='powernv8', qemu='fork',
                error=next((line for line in dst_err.splitlines()
