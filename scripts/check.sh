@@ -84,8 +84,9 @@ kvm_tap() {
             > "$dir/results.md"
         sed 's/^/    /' "$dir/results.md"
     fi
-    [ "$f" = 0 ] || grep -E -A30 '^(FAIL|ERROR):' "$dir/check.err" |
-        head -80 | sed 's/^/    /'
+    # pycotap writes a failed test's traceback alone, no FAIL: header
+    [ "$f" = 0 ] || grep -E -A30 '^Traceback' "$dir/check.err" |
+        head -120 | sed 's/^/    /'
     info "$p passed, $f failed, $s skipped (logs: $dir/check.{log,err})"
     passed=$((passed + p)) failed=$((failed + f)) skipped=$((skipped + s))
 }
@@ -127,7 +128,8 @@ case " $tiers " in
         step "kernel tier's kernel builds in the background (log: $kernel_bg_dir/prep.log)"
         (
             # after the Debian guest's build: one background job at a time
-            while [ -n "$guest_bg_pid" ] && [ ! -e "$guest_bg_dir/rc" ]; do
+            while [ -n "$guest_bg_pid" ] &&
+                  kill -0 "$guest_bg_pid" 2>/dev/null; do
                 sleep 10
             done
             for ver in 6.12 6.1; do
@@ -154,8 +156,8 @@ case " $tiers " in
         (
             # after the kernel's background build, one at a time: the
             # timing tests feel even idle-priority work when there are two
-            while [ -n "$kernel_bg_pid" ] && [ ! -e "$kernel_bg_dir/6.1.rc" ]
-            do
+            while [ -n "$kernel_bg_pid" ] &&
+                  kill -0 "$kernel_bg_pid" 2>/dev/null; do
                 sleep 10
             done
             ionice -c 3 chrt --idle 0 nice -n 19 \
@@ -194,13 +196,26 @@ debian_guest() {
         bash "$top/scripts/debian-guest.sh" "$build/tbprobe"
         return
     fi
+    # called in $(...): a subshell cannot wait for its parent's job
     if kill -0 "$guest_bg_pid" 2>/dev/null; then
         info "waiting for the background Debian guest build"
-        wait "$guest_bg_pid"
+        while kill -0 "$guest_bg_pid" 2>/dev/null; do
+            sleep 5
+        done
     fi
     sed 's/^/  | /' "$guest_bg_dir/log" >&2
     cat "$guest_bg_dir/dir"
     return "$(cat "$guest_bg_dir/rc" 2>/dev/null || echo 1)"
+}
+
+# libvirt_hosts_down DIR: the libvirt tier's daemons, domains and
+# namespaces gone, whatever state a run (even one killed) left them in.
+libvirt_hosts_down() {
+    [ -d "$1/work/libvirt/hosts" ] || return 0
+    (cd "$top/tests/libvirt" && /usr/bin/python3 -c \
+        'import sys; from lvhosts import LibvirtPair
+LibvirtPair(sys.argv[1]).stop()' "$1/work/libvirt") ||
+        warn "libvirt: stopping the hosts of $1/work failed"
 }
 
 # run_libvirt: the fork installed (make install's script) under
@@ -213,6 +228,7 @@ run_libvirt() {
         failed=$((failed + 1))
         return
     fi
+    libvirt_hosts_down "$dir"
     rm -rf "$dir/fork" "$dir/work" "$dir/results.json"
     mkdir -p "$dir"
     if ! bash "$top/scripts/install-qemu.sh" "$build" "" "$dir/fork" \
@@ -232,6 +248,7 @@ run_libvirt() {
      timeout 2400 /usr/bin/python3 test_libvirt_tb.py) 2> "$dir/check.err" |
         tee "$dir/check.log" | sed -u 's/^/    /'
     rc=${PIPESTATUS[0]}
+    libvirt_hosts_down "$dir"
     read -r p f s < <(/usr/bin/python3 "$top/scripts/count-results.py" \
                       tap "$dir/check.log" "$rc")
     if [ -f "$dir/results.json" ]; then
@@ -239,8 +256,9 @@ run_libvirt() {
             > "$dir/results.md"
         sed 's/^/    /' "$dir/results.md"
     fi
-    [ "$f" = 0 ] || grep -E -A30 '^(FAIL|ERROR):' "$dir/check.err" |
-        head -80 | sed 's/^/    /'
+    # pycotap writes a failed test's traceback alone, no FAIL: header
+    [ "$f" = 0 ] || grep -E -A30 '^Traceback' "$dir/check.err" |
+        head -120 | sed 's/^/    /'
     info "$p passed, $f failed, $s skipped (logs: $dir/check.{log,err}, $dir/work)"
     passed=$((passed + p)) failed=$((failed + f)) skipped=$((skipped + s))
 }
