@@ -24,6 +24,15 @@ if [ -f "$out/done" ]; then
     echo "$out"
     exit 0
 fi
+# One build at a time (the tier's background job and a make check-libvirt
+# beside it): the second waits and takes the first's result.
+mkdir -p "$TBFORK_CACHE/debian-guest"
+exec 9> "$TBFORK_CACHE/debian-guest/.lock"
+flock 9
+if [ -f "$out/done" ]; then
+    echo "$out"
+    exit 0
+fi
 
 # Debian's packages configure under emulation: binfmt_misc must know
 # ppc64le binaries (not mounted on a host without systemd).
@@ -39,9 +48,11 @@ fi
 arch-test ppc64el >/dev/null || die "arch-test: ppc64el binaries do not run here"
 
 work="$out.tmp"
-rm -rf "$work" "$out"
+# --one-file-system: a failed mmdebstrap may leave /proc, /sys or /dev
+# mounted in the root file system
+rm -rf --one-file-system "$work" "$out"
 mkdir -p "$work"
-trap 'rm -rf "$work"' EXIT
+trap 'rm -rf --one-file-system "$work"' EXIT
 
 step "building the Debian 12 ppc64el guest with mmdebstrap (a few minutes)"
 # The security suite is left out: its ppc64el index fails its size check
@@ -54,9 +65,9 @@ mmdebstrap --mode=root --arch=ppc64el --variant=minbase \
     --dpkgopt='path-exclude=/usr/share/locale/*' \
     --include=systemd-sysv,udev,kmod,qemu-guest-agent,linux-image-powerpc64le,initramfs-tools,e2fsprogs,procps \
     --setup-hook='mkdir -p "$1/usr/local/bin"' \
-    --essential-hook="sh $top/tests/libvirt/guest-initramfs.sh \"\$1\"" \
+    --essential-hook="sh '$top/tests/libvirt/guest-initramfs.sh' \"\$1\"" \
     --customize-hook="upload $probe /usr/local/bin/tbprobe" \
-    --customize-hook="sh $top/tests/libvirt/guest-customize.sh \"\$1\"" \
+    --customize-hook="sh '$top/tests/libvirt/guest-customize.sh' \"\$1\"" \
     bookworm "$work/rootfs" "deb $mirror bookworm main" \
     > "$work/mmdebstrap.log" 2>&1 ||
     { tail -30 "$work/mmdebstrap.log" >&2; die "mmdebstrap failed (log above)"; }

@@ -174,7 +174,7 @@ migration_host = "{self.addr}"
                 pass
             self.conn = None
         pid = self.pid()
-        if pid:
+        if pid and _is_process(pid, 'libvirtd'):
             try:
                 os.kill(pid, signal.SIGTERM)
                 for _ in range(50):
@@ -187,12 +187,25 @@ migration_host = "{self.addr}"
         qdir = self.path('run', 'qemu')
         if os.path.isdir(qdir):
             for f in os.listdir(qdir):
-                if f.endswith('.pid'):
-                    try:
-                        with open(os.path.join(qdir, f)) as p:
-                            os.kill(int(p.read().strip()), signal.SIGKILL)
-                    except (ValueError, OSError):
-                        pass
+                if not f.endswith('.pid'):
+                    continue
+                try:
+                    with open(os.path.join(qdir, f)) as p:
+                        qpid = int(p.read().strip())
+                    if _is_process(qpid, 'qemu-system-'):
+                        os.kill(qpid, signal.SIGKILL)
+                except (ValueError, OSError):
+                    pass
+
+
+def _is_process(pid: int, comm: str) -> bool:
+    """Whether pid is still the process a pid file named (pid files of an
+    earlier run may name a pid reused since)."""
+    try:
+        with open(f'/proc/{pid}/comm') as f:
+            return f.read().startswith(comm)
+    except OSError:
+        return False
 
 
 class LibvirtPair:

@@ -19,9 +19,10 @@ import os
 import re
 import signal
 import socket
+import subprocess
 import threading
 import time
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import libvirt
 import libvirt_qemu
@@ -53,10 +54,17 @@ def record(name: str, **fields) -> None:
         json.dump(results, f, indent=1)
 
 
-def domain_xml(name: str, emulator: str, disk: str) -> str:
+def domain_xml(name: str, emulator: str, disk: str,
+               qemu_args: Tuple[str, ...] = ()) -> str:
     """A pseries TCG domain as an operator would write it: nothing
-    fork-specific, no <qemu:commandline>."""
-    return f'''<domain type='qemu'>
+    fork-specific, no <qemu:commandline> unless qemu_args."""
+    ns, extra = '', ''
+    if qemu_args:
+        ns = " xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'"
+        extra = ('  <qemu:commandline>\n' +
+                 ''.join(f"    <qemu:arg value='{a}'/>\n" for a in qemu_args)
+                 + '  </qemu:commandline>\n')
+    return f'''<domain type='qemu'{ns}>
   <name>{name}</name>
   <memory unit='MiB'>512</memory>
   <vcpu>1</vcpu>
@@ -92,7 +100,7 @@ def domain_xml(name: str, emulator: str, disk: str) -> str:
     </channel>
     <memballoon model='none'/>
   </devices>
-</domain>
+{extra}</domain>
 '''
 
 
@@ -100,8 +108,9 @@ class Guest:
     """One Debian domain and where it runs now."""
 
     def __init__(self, pair: LibvirtPair, name: str, qemu: str,
-                 emulator: str):
+                 emulator: str, qemu_args: Tuple[str, ...] = ()):
         self.pair = pair
+        self.qemu_args = qemu_args
         self.name = name
         self.qemu = qemu            # 'fork' or 'stock'
         self.emulator = emulator
@@ -134,7 +143,6 @@ class Guest:
         os.makedirs(os.path.dirname(self.disk), exist_ok=True)
         if os.path.exists(self.disk):
             os.unlink(self.disk)
-        import subprocess
         subprocess.run(['qemu-img', 'create', '-q', '-f', 'qcow2', '-F',
                         'qcow2', '-b', os.path.join(GUEST, 'base.qcow2'),
                         self.disk], check=True)
@@ -143,7 +151,8 @@ class Guest:
         self.create_disk()
         xml = os.path.join(WORK, f'{self.name}.xml')
         with open(xml, 'w') as f:
-            f.write(domain_xml(self.name, self.emulator, self.disk))
+            f.write(domain_xml(self.name, self.emulator, self.disk,
+                               self.qemu_args))
         self.host.virsh('define', xml)
         self.host.virsh('start', self.name)
 

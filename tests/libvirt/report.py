@@ -29,9 +29,10 @@ def main(path):
         results = json.load(f)
     boots = [r for r in results if r['scenario'] == 'boot']
     for b in boots:
+        caps = (f"; `virsh domcapabilities` machine {b['domcaps']}"
+                if b.get('domcaps') else '')
         print(f"- {b['qemu']}: booted to the probe and the agent in "
-              f"{b['boot_s']} s; `virsh domcapabilities` machine "
-              f"{b.get('domcaps')}")
+              f"{b['boot_s']} s{caps}")
     print()
     print('| virsh operation | QEMU | guest wall clock error (ms) '
           '| TB error (ms) | backwards | stop-to-start (ms) '
@@ -40,7 +41,7 @@ def main(path):
     for r in results:
         if r['scenario'] in ('boot', 'capabilities'):
             continue
-        log = '; '.join(r.get('log') or []) or '-'
+        log = '; '.join(r.get('log') or []).replace('|', '\\|') or '-'
         print(f"| {r['scenario']} | {r['qemu']} "
               f"| {fmt(r.get('clock_error_ms'))} "
               f"| {fmt(r.get('tb_error_ms'))} | {r.get('backwards')} "
