@@ -74,7 +74,7 @@ kvm_tap() {
      TBFORK_KVM_WORKDIR="$dir/work" \
      TBFORK_KVM_RESULTS="$dir/results.json" \
      PYTHONPATH="$build/qemu-src/python:$top/tests/functional" \
-     timeout 3600 /usr/bin/python3 "$mod.py") 2> "$dir/check.err" |
+     timeout -k 120 3600 /usr/bin/python3 "$mod.py") 2> "$dir/check.err" |
         tee "$dir/check.log" | sed -u 's/^/    /'
     rc=${PIPESTATUS[0]}
     read -r p f s < <(/usr/bin/python3 "$top/scripts/count-results.py" \
@@ -154,10 +154,11 @@ case " $tiers " in
         rm -f "$build/series.rc"
         step "series prefix builds in the background (log: $build/series.log)"
         (
-            # after the kernel's background build, one at a time: the
-            # timing tests feel even idle-priority work when there are two
-            while [ -n "$kernel_bg_pid" ] &&
-                  kill -0 "$kernel_bg_pid" 2>/dev/null; do
+            # after the kernel's (or else the guest's) background build,
+            # one at a time: the timing tests feel even idle-priority
+            # work when there are two
+            pred=${kernel_bg_pid:-$guest_bg_pid}
+            while [ -n "$pred" ] && kill -0 "$pred" 2>/dev/null; do
                 sleep 10
             done
             ionice -c 3 chrt --idle 0 nice -n 19 \
@@ -245,7 +246,7 @@ run_libvirt() {
      TBFORK_LIBVIRT_WORKDIR="$dir/work" \
      TBFORK_LIBVIRT_RESULTS="$dir/results.json" \
      PYTHONPATH="$build/qemu-src/python:$top/tests/functional" \
-     timeout 2400 /usr/bin/python3 test_libvirt_tb.py) 2> "$dir/check.err" |
+     timeout -k 120 2400 /usr/bin/python3 test_libvirt_tb.py) 2> "$dir/check.err" |
         tee "$dir/check.log" | sed -u 's/^/    /'
     rc=${PIPESTATUS[0]}
     libvirt_hosts_down "$dir"

@@ -28,7 +28,7 @@ fi
 # beside it): the second waits and takes the first's result.
 mkdir -p "$TBFORK_CACHE/debian-guest"
 exec 9> "$TBFORK_CACHE/debian-guest/.lock"
-flock 9
+flock -w 3600 9 || die "another build of the guest held $TBFORK_CACHE/debian-guest/.lock for an hour"
 if [ -f "$out/done" ]; then
     echo "$out"
     exit 0
@@ -69,7 +69,7 @@ mmdebstrap --mode=root --arch=ppc64el --variant=minbase \
     --customize-hook="upload $probe /usr/local/bin/tbprobe" \
     --customize-hook="sh '$top/tests/libvirt/guest-customize.sh' \"\$1\"" \
     bookworm "$work/rootfs" "deb $mirror bookworm main" \
-    > "$work/mmdebstrap.log" 2>&1 ||
+    > "$work/mmdebstrap.log" 2>&1 9>&- ||
     { tail -30 "$work/mmdebstrap.log" >&2; die "mmdebstrap failed (log above)"; }
 
 step "packing the root file system (ext4 -> qcow2)"
@@ -94,7 +94,7 @@ mv "$work/vmlinux" "$work/initrd.img" "$work/base.qcow2" "$work/VERSIONS" \
 touch "$out/done"
 # Older builds of this guest go (each is ~600 MB).
 for d in "$TBFORK_CACHE"/debian-guest/*; do
-    [ "$d" = "$out" ] || rm -rf "$d"
+    [ "$d" = "$out" ] || rm -rf --one-file-system "$d"
 done
 info "Debian guest ready: $out ($(head -1 "$out/VERSIONS"))"
 echo "$out"

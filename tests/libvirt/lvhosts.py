@@ -174,7 +174,7 @@ migration_host = "{self.addr}"
                 pass
             self.conn = None
         pid = self.pid()
-        if pid and _is_process(pid, 'libvirtd'):
+        if pid and _is_process(pid, 'libvirtd', self.netns):
             try:
                 os.kill(pid, signal.SIGTERM)
                 for _ in range(50):
@@ -192,18 +192,22 @@ migration_host = "{self.addr}"
                 try:
                     with open(os.path.join(qdir, f)) as p:
                         qpid = int(p.read().strip())
-                    if _is_process(qpid, 'qemu-system-'):
+                    if _is_process(qpid, 'qemu-system-', self.netns):
                         os.kill(qpid, signal.SIGKILL)
                 except (ValueError, OSError):
                     pass
 
 
-def _is_process(pid: int, comm: str) -> bool:
-    """Whether pid is still the process a pid file named (pid files of an
-    earlier run may name a pid reused since)."""
+def _is_process(pid: int, comm: str, netns: str) -> bool:
+    """Whether pid is still the process a pid file named: its command,
+    in this host's network namespace (pid files of an earlier run may
+    name a pid reused since)."""
     try:
         with open(f'/proc/{pid}/comm') as f:
-            return f.read().startswith(comm)
+            if not f.read().startswith(comm):
+                return False
+        return (os.stat(f'/proc/{pid}/ns/net').st_ino ==
+                os.stat(f'/run/netns/{netns}').st_ino)
     except OSError:
         return False
 

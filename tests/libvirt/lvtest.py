@@ -23,6 +23,7 @@ import subprocess
 import threading
 import time
 from typing import Dict, List, Optional, Tuple
+from xml.sax.saxutils import quoteattr
 
 import libvirt
 import libvirt_qemu
@@ -62,7 +63,8 @@ def domain_xml(name: str, emulator: str, disk: str,
     if qemu_args:
         ns = " xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'"
         extra = ('  <qemu:commandline>\n' +
-                 ''.join(f"    <qemu:arg value='{a}'/>\n" for a in qemu_args)
+                 ''.join(f"    <qemu:arg value={quoteattr(a)}/>\n"
+                         for a in qemu_args)
                  + '  </qemu:commandline>\n')
     return f'''<domain type='qemu'{ns}>
   <name>{name}</name>
