@@ -60,7 +60,10 @@ kvm_initrd() {
 }
 
 # kvm_tap MODULE HOST_KERNEL NAME: run a tests/kvm module (TAP on
-# stdout), print its results table, add to the counts.
+# stdout), print its results table, add to the counts. From the caller's
+# environment: KVM_INITRD, the hosts' initramfs (the shared one by
+# default); KVM_INNER_OPTS, machine options of every inner QEMU; and any
+# TBFORK_* the module reads.
 kvm_tap() {
     local mod=$1 kernel=$2 name=$3 dir="$build/kvm/$3" p f s rc
     rm -rf "$dir"
@@ -70,7 +73,8 @@ kvm_tap() {
      TBFORK_OUTER_QEMU="$build/qemu-native/qemu-system-ppc64" \
      TBFORK_STOCK_QEMU=/usr/bin/qemu-system-ppc64 \
      TBFORK_HOST_KERNEL="$kernel" \
-     TBFORK_HOST_INITRD="$build/kvm/host.gz" \
+     TBFORK_HOST_INITRD="${KVM_INITRD:-$build/kvm/host.gz}" \
+     TBFORK_INNER_MACHINE_OPTS="${KVM_INNER_OPTS:-}" \
      TBFORK_KVM_WORKDIR="$dir/work" \
      TBFORK_KVM_RESULTS="$dir/results.json" \
      PYTHONPATH="$build/qemu-src/python:$top/tests/functional" \
@@ -89,6 +93,36 @@ kvm_tap() {
         head -120 | sed 's/^/    /'
     info "$p passed, $f failed, $s skipped (logs: $dir/check.{log,err})"
     passed=$((passed + p)) failed=$((failed + f)) skipped=$((skipped + s))
+}
+
+# kvm_power10: the POWER10 and POWER9 -> POWER10 scenarios on Debian's
+# 6.12 kernels (bookworm-backports), both flavours: powerpc64le (4 KiB
+# pages) and powerpc64le-64k, each with a host initramfs of its modules.
+kvm_power10() {
+    local flavour kdir
+    local -A kernel initrd
+    for flavour in powerpc64le powerpc64le-64k; do
+        if ! kdir=$(bash "$top/scripts/host-kernel.sh" "$flavour"); then
+            warn "kvm: Debian's 6.12 $flavour kernel could not be fetched"
+            failed=$((failed + 1))
+            return
+        fi
+        kernel[$flavour]=$kdir/vmlinux
+        initrd[$flavour]=$build/kvm/host-$flavour.gz
+        bash "$top/scripts/kvm-host-initrd.sh" \
+            "$build/qemu-cross/qemu-system-ppc64" "$top/tests/kvm/host-init" \
+            "${initrd[$flavour]}" \
+            "$build/stock/qemu-cross/qemu-system-ppc64" "$kdir/modules" ||
+            die "host initramfs for $flavour failed"
+    done
+    # QEMU refuses 64 KiB guest pages (its default cap) on a 4 KiB host,
+    # and a cap higher in the stream than on the destination.
+    TBFORK_P10_4K_KERNEL=${kernel[powerpc64le]} \
+        TBFORK_P10_4K_INITRD=${initrd[powerpc64le]} \
+        TBFORK_P10_64K_KERNEL=${kernel[powerpc64le-64k]} \
+        TBFORK_P10_64K_INITRD=${initrd[powerpc64le-64k]} \
+        KVM_INNER_OPTS=cap-hpt-max-page-size=4k \
+        kvm_tap test_kvm_power10 "${kernel[powerpc64le-64k]}" power10
 }
 
 # The libvirt tier's Debian guest (mmdebstrap, its packages configured
@@ -471,6 +505,7 @@ for tier in $tiers; do
         step "tier kvm: KVM-HV harness (emulated POWER hosts, fork and stock)"
         kvm_initrd
         kvm_tap test_kvm_tb_migration "$TBFORK_CACHE/guest/vmlinux" kvm
+        kvm_power10
         ;;
     kernel)
         step "tier kernel: kernel-patches/ on Debian's 6.1 and 6.12, booted"

@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
-# Build the initramfs of an emulated POWER9 KVM-HV host: busybox, the
-# kvm/kvm-hv and virtio modules of Debian's ppc64el kernel, the fork's static
+# Build the initramfs of an emulated POWER KVM-HV host: busybox, the
+# kvm/kvm-hv and virtio modules of Debian's ppc64el kernel (the guest's
+# 6.1, or those in MODULES_DIR for another host kernel), the fork's static
 # ppc64le QEMU, VOF firmware, and the guest kernel and initramfs.
 # With STOCK_QEMU, that static build of unpatched QEMU goes in as
 # /bin/qemu-stock, for side-by-side runs.
-# Usage: kvm-host-initrd.sh QEMU_PPC64LE_STATIC INIT_SCRIPT OUT.gz [STOCK_QEMU]
+# Usage: kvm-host-initrd.sh QEMU_PPC64LE_STATIC INIT_SCRIPT OUT.gz \
+#            [STOCK_QEMU [MODULES_DIR]]
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
 qemu=$1 init=$2 out=$3 stock=${4:-}
 guest="$TBFORK_CACHE/guest"
+modules=${5:-$guest/modules}
 [ -f "$guest/vmlinux" ] || die "no guest artifacts in $guest (make guest)"
 file -L "$qemu" | grep -q 'statically linked' ||
     die "$qemu is not a static binary"
@@ -24,7 +27,7 @@ for a in sh mount cat echo sleep insmod ls grep ip poweroff date \
          kill ps mkdir rm dmesg uname ping; do
     ln -s busybox "$r/bin/$a"
 done
-cp "$guest"/modules/*.ko "$r/mod/"
+cp "$modules"/*.ko "$r/mod/"
 cp "$qemu" "$r/bin/qemu-system-ppc64"
 powerpc64le-linux-gnu-gcc -O2 -Wall -Wextra -Werror -static \
     -o "$r/bin/clockstep" "$(dirname "$0")/../tests/kvm/clockstep.c" ||

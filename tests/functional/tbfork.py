@@ -21,7 +21,9 @@ from typing import Dict, List, Optional
 
 from qemu.machine import QEMUMachine
 
-PROBE_RE = re.compile(r'TBP (\w+)((?: \w+=-?\d+)*)')
+# A whole probe line to its end: one a kernel message broke into on the
+# console (cut short, or a number cut) is not a sample.
+PROBE_RE = re.compile(r'TBP (\w+)((?: \w+=-?\d+)*)\s*$')
 
 
 @dataclass

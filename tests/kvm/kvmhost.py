@@ -32,6 +32,19 @@ from tbfork import LineReader, ProbeReader
 INNER_MACHINE = ('pseries,x-vof=on,accel=kvm,cap-cfpc=broken,'
                  'cap-sbbc=broken,cap-ibs=broken,cap-ccf-assist=off')
 SLOTS = ('a', 'b', 'c', 'd', 'e')
+# What an inner QEMU may take to answer QMP once its monitor greeted, and
+# any QMP command: a QEMU that exits after its greeting (a machine it
+# cannot start) leaves the port open and would be waited for forever.
+QMP_TIMEOUT_S = 300.0
+
+
+class BoundedQMP(QEMUMonitorProtocol):
+    """QEMU's legacy QMP client with a deadline on its negotiation."""
+
+    def connect_within(self, timeout: float) -> None:
+        self._qmp.await_greeting = True
+        self._qmp.negotiate = True
+        self._sync(self._qmp.connect(self._address), timeout)
 
 
 class HostError(Exception):
@@ -145,8 +158,12 @@ class KvmHost:
     def __init__(self, name: str, outer_qemu: str, kernel: str, initrd: str,
                  workdir: str, machine: str = 'powernv9', cpu: str = 'power9',
                  kvmhv: bool = True, mem: str = '4G',
-                 netdev: Optional[str] = None, mac: Optional[str] = None):
+                 netdev: Optional[str] = None, mac: Optional[str] = None,
+                 inner_opts: str = ''):
         self.name = name
+        # Machine options every inner QEMU of this host needs (a 4 KiB
+        # page host kernel: cap-hpt-max-page-size=4k).
+        self.inner_opts = inner_opts
         self.workdir = os.path.join(workdir, name)
         os.makedirs(self.workdir, exist_ok=True)
         # Each PHB root port takes one device: the serial ports on the
@@ -159,7 +176,8 @@ class KvmHost:
         self.vm.set_console()
         # powernv: a root port per PHB; pseries (an L1 running nested
         # KVM-HV under TCG): the one PHB.
-        bus = 'pci.0' if machine.startswith('pseries') else 'pcie.0'
+        pseries = machine.startswith('pseries')
+        bus = 'pci.0' if pseries else 'pcie.0'
         append = 'console=hvc0 quiet'
         if not kvmhv:
             append += ' tbfork.kvmhv=0'
@@ -178,7 +196,8 @@ class KvmHost:
         if netdev:
             self.vm.add_args('-netdev', f'socket,id=n0,{netdev}',
                              '-device', f'virtio-net-pci,netdev=n0,mac={mac},'
-                             'bus=pcie.1,romfile=')
+                             f"bus={'pci.0' if pseries else 'pcie.1'},"
+                             'romfile=')
         self.console: Optional[LineChannel] = None
         self.ctl: Optional[LineChannel] = None
         self.inner: List[InnerVM] = []
@@ -260,7 +279,8 @@ class KvmHost:
         qsock = self.connect_port(f'qmp.{slot}')
         reader = ProbeReader(con, os.path.join(self.workdir,
                                                f'console-{slot}.log'))
-        machine = INNER_MACHINE + (f',{machine_opts}' if machine_opts else '')
+        machine = ','.join(o for o in (INNER_MACHINE, self.inner_opts,
+                                       machine_opts) if o)
         args = (f'{binary} -M {machine} -cpu host -m {mem} -smp {smp} '
                 f'-display none '
                 f'-nodefaults -L /fw -kernel /guest/vmlinux '
@@ -287,8 +307,18 @@ class KvmHost:
                 con.close()
                 raise HostError(f'{self.name}/{slot}: inner QEMU did not '
                                 f'come up; stderr:\n{out}')
-        qmp = QEMUMonitorProtocol(qsock, nickname=f'{self.name}.{slot}')
-        qmp.connect(negotiate=True)
+        qmp = BoundedQMP(qsock, nickname=f'{self.name}.{slot}')
+        try:
+            qmp.connect_within(max(10.0, deadline - time.time()))
+        except Exception as e:  # pylint: disable=broad-except
+            # asyncio's TimeoutError, or the connection's own error
+            _, out = self.sh(f'cat /tmp/{slot}.err', check=False)
+            qmp.close()
+            con.close()
+            raise HostError(f'{self.name}/{slot}: inner QEMU greeted but '
+                            f'did not answer QMP ({e!r}); stderr:\n{out}'
+                            ) from e
+        qmp.settimeout(QMP_TIMEOUT_S)
         vm = InnerVM(self, slot, qmp, reader, con)
         self.inner.append(vm)
         return vm

@@ -13,6 +13,7 @@
 # Copyright (c) 2026 qemu-tb-fork developers
 # SPDX-License-Identifier: GPL-2.0-or-later
 
+import dataclasses
 import json
 import os
 import re
@@ -26,6 +27,9 @@ from tbfork import (MigrationMode, event_time, guest_lag,
 OUTER = os.environ.get('TBFORK_OUTER_QEMU', '')
 KERNEL = os.environ.get('TBFORK_HOST_KERNEL', '')
 INITRD = os.environ.get('TBFORK_HOST_INITRD', '')
+# Machine options every inner QEMU needs on these hosts' kernel
+# (cap-hpt-max-page-size=4k under a 4 KiB page kernel).
+INNER_OPTS = os.environ.get('TBFORK_INNER_MACHINE_OPTS', '')
 WORKDIR = os.environ.get('TBFORK_KVM_WORKDIR', '/tmp/tbfork-kvm')
 RESULTS = os.environ.get('TBFORK_KVM_RESULTS',
                          os.path.join(WORKDIR, 'results.json'))
@@ -56,6 +60,31 @@ MEASURE_S = 0.060
 STOP_S = 1.0
 # Two hosts started this far apart have TB origins that differ by it.
 HOST_GAP_S = 60
+
+
+@dataclasses.dataclass(frozen=True)
+class HostSpec:
+    """An emulated host: machine, CPU, the host kernel and initramfs (the
+    module's by default), and what the results call it (the machine's
+    name by default)."""
+    machine: str = 'powernv9'
+    cpu: str = 'power9'
+    kernel: str = KERNEL
+    initrd: str = INITRD
+    label: str = ''
+
+    @property
+    def name(self):
+        return self.label or self.machine
+
+    def host(self, name, workdir, inner_opts, **kwargs):
+        return KvmHost(name, OUTER, self.kernel, self.initrd, workdir,
+                       machine=self.machine, cpu=self.cpu,
+                       inner_opts=inner_opts, **kwargs)
+
+
+# The pair most scenarios use.
+P9_PAIR = (HostSpec(), HostSpec())
 # Probe: summaries every 100 ms, report jumps over 5 ms.
 PROBE = 'i=100,t=5000'
 
@@ -108,7 +137,7 @@ class KvmTestBase(unittest.TestCase):
         still takes CPU time from the one under test."""
         for key in [k for k in KvmTestBase._shared if k != keep]:
             hosts = KvmTestBase._shared.pop(key)
-            for h in hosts if isinstance(hosts, tuple) else (hosts,):
+            for h in hosts if isinstance(hosts, (tuple, list)) else (hosts,):
                 h.shutdown()
 
     def borrow(self, key, hosts):
@@ -132,14 +161,15 @@ class KvmTestBase(unittest.TestCase):
             if h is None:
                 h = KvmHost(name, outer_qemu, KERNEL, INITRD,
                             os.path.join(WORKDIR, f'shared-{machine}'),
-                            **kwargs)
+                            inner_opts=INNER_OPTS, **kwargs)
                 h.launch()
                 KvmTestBase._shared[key] = h
             self.borrow(key, (h,))
             return h
         self.drop_shared()
         h = KvmHost(name, outer_qemu, KERNEL, INITRD,
-                    os.path.join(WORKDIR, self.id().split('.')[-1]), **kwargs)
+                    os.path.join(WORKDIR, self.id().split('.')[-1]),
+                    inner_opts=INNER_OPTS, **kwargs)
         self.hosts.append(h)
         h.launch()
         return h
@@ -272,43 +302,76 @@ class KvmTestBase(unittest.TestCase):
                         f'{residue_s * 1e3:.3f} ms')
         return entry
 
-    def one_host(self, machine, cpu, binary, name):
-        h = self.host('A', machine=machine, cpu=cpu)
+    def one_host(self, machine, cpu, binary, name, host=None):
+        """Loopback on one host (host: one already booted, e.g. a pair's
+        A, else a shared host of that machine)."""
+        h = host or self.host('A', machine=machine, cpu=cpu)
         src = self.start_guest(h, binary)
         dst, res = self.migrate(src, h, 'b', binary, '127.0.0.1')
         return self.outcome(name, machine, binary, dst, res,
                             host_boot_s=round(h.boot_s, 1))
 
-    def host_pair(self):
-        """Hosts A and B, B booted HOST_GAP_S after A (their TB origins
-        differ by that), on one socket network (10.0.0.1 and .2), each
-        serving its realtime; shared by the tests that use the pair."""
-        key = ('pair',)
+    def pair_host_a(self, hosts=P9_PAIR, inner_opts='', gap_s=HOST_GAP_S):
+        """Host A of host_pair(hosts, ...) alone: the scenarios that need
+        only A run in the gap before B boots."""
+        return self._pair(hosts, inner_opts, gap_s, with_b=False)[0]
+
+    def host_pair(self, hosts=P9_PAIR, inner_opts='', gap_s=HOST_GAP_S):
+        """Hosts A and B (HostSpecs), B booted gap_s after A (their TB
+        origins differ by that), on one socket network (10.0.0.1 and .2),
+        each serving its realtime; shared by the tests that use the same
+        pair. inner_opts: machine options of every inner QEMU on both
+        (max-cpu-compat)."""
+        return self._pair(hosts, inner_opts, gap_s, with_b=True)
+
+    def _pair(self, hosts, inner_opts, gap_s, with_b):
+        key = ('pair', hosts, inner_opts, gap_s)
         pair = KvmTestBase._shared.get(key)
+        opts = ','.join(o for o in (INNER_OPTS, inner_opts) if o)
+        workdir = os.path.join(WORKDIR, 'shared-pair-' +
+                               '-'.join(h.machine.split(',')[0]
+                                        for h in hosts))
         if pair is None:
             self.drop_shared()
-            workdir = os.path.join(WORKDIR, 'shared-pair')
             port = self.net_port()
-            a = KvmHost('A', OUTER, KERNEL, INITRD, workdir,
-                        netdev=f'listen=127.0.0.1:{port}',
-                        mac='52:54:00:00:00:0a')
-            a.launch()
-            b = KvmHost('B', OUTER, KERNEL, INITRD, workdir,
-                        netdev=f'connect=127.0.0.1:{port}',
-                        mac='52:54:00:00:00:0b')
-            pair = KvmTestBase._shared[key] = (a, b)
-            a.sh('ip addr add 10.0.0.1/24 dev eth0 && ip link set eth0 up')
-            time.sleep(max(0.0, HOST_GAP_S - (time.time() - a.launched_at)))
-            b.launch()
-            b.sh('ip addr add 10.0.0.2/24 dev eth0 && ip link set eth0 up')
-            b.sh('ping -c 3 -W 5 10.0.0.1')
+            a = hosts[0].host('A', workdir, opts,
+                              netdev=f'listen=127.0.0.1:{port}',
+                              mac='52:54:00:00:00:0a')
+            # B connects to A's socket network later, perhaps from
+            # another test
+            a.net_port = port
+            try:
+                a.launch()
+                a.sh('ip addr add 10.0.0.1/24 dev eth0 && '
+                     'ip link set eth0 up')
+            except Exception:
+                a.shutdown()
+                raise
+            pair = KvmTestBase._shared[key] = [a]
+        if with_b and len(pair) == 1:
+            a = pair[0]
+            time.sleep(max(0.0, gap_s - (time.time() - a.launched_at)))
+            b = hosts[1].host('B', workdir, opts,
+                              netdev=f'connect=127.0.0.1:{a.net_port}',
+                              mac='52:54:00:00:00:0b')
+            try:
+                b.launch()
+                b.sh('ip addr add 10.0.0.2/24 dev eth0 && '
+                     'ip link set eth0 up')
+                b.sh('ping -c 3 -W 5 10.0.0.1')
+            except Exception:
+                b.shutdown()
+                raise
+            pair.append(b)
             for h in pair:
                 h.start_clock()
-        self.borrow(key, pair)
-        return pair
+        self.borrow(key, tuple(pair))
+        return tuple(pair)
 
-    def two_hosts(self, binary, name):
-        a, b = self.host_pair()
+    def two_hosts(self, binary, name, hosts=P9_PAIR, inner_opts='',
+                  gap_s=HOST_GAP_S):
+        a, b = self.host_pair(hosts, inner_opts, gap_s)
+        ma, mb = hosts[0].name, hosts[1].name
         src = self.start_guest(a, binary)
         # Both hosts' realtime stepped onto the harness's (busybox has no
         # ntpd here): the residual skew between them, with its bound,
@@ -318,17 +381,17 @@ class KvmTestBase(unittest.TestCase):
         (oa, ba), (ob, bb) = a.clock_offset(), b.clock_offset()
         skew_total = abs(ob - oa) + ba + bb
         dst, res1 = self.migrate(src, b, 'b', binary, '10.0.0.2')
-        e1 = self.outcome(f'{name} A->B', 'powernv9', binary, dst, res1,
-                          skew_total)
+        e1 = self.outcome(f'{name} A->B', mb, binary, dst, res1,
+                          skew_total, source_machine=ma)
         back, res2 = self.migrate(dst, a, 'c', binary, '10.0.0.1')
-        e2 = self.outcome(f'{name} B->A', 'powernv9', binary, back, res2,
-                          skew_total)
+        e2 = self.outcome(f'{name} B->A', ma, binary, back, res2,
+                          skew_total, source_machine=mb)
         if binary == FORK:
-            # The hosts' TB origins differ by about HOST_GAP_S, so the
+            # The hosts' TB origins differ by about gap_s, so the
             # offsets differ by about that much.
             self.assertGreater(abs(e1['offset'] - e2['offset']),
-                               0.9 * HOST_GAP_S * FREQ)
-        e3 = self.paused_double(a, b, back, binary, name, skew_total)
+                               0.9 * gap_s * FREQ)
+        e3 = self.paused_double(a, b, back, binary, name, skew_total, ma)
         return e1, e2, e3
 
     def rolling_upgrade(self):
@@ -375,7 +438,8 @@ class KvmTestBase(unittest.TestCase):
         src.cmd('quit')
         return setup
 
-    def paused_double(self, a, b, vm, binary, name, skew_s):
+    def paused_double(self, a, b, vm, binary, name, skew_s,
+                      machine='powernv9'):
         """Paused on A, migrated to B (it stays paused: the run state
         travels), back to A, then cont: the guest's TB never goes below
         what it read on A (B's host TB, 60 s behind A's, must not leak
@@ -409,7 +473,7 @@ class KvmTestBase(unittest.TestCase):
         backwards = len(vm.reader.of_kind('back') +
                         end.reader.of_kind('back'))
         qemu = 'fork' if binary == FORK else 'stock'
-        entry = record(f'{name} paused A->B->A', machine='powernv9',
+        entry = record(f'{name} paused A->B->A', machine=machine,
                        qemu=qemu, error_ms=round(error_s * 1e3, 3),
                        paused_ms=round(paused_s * 1e3, 1),
                        stop_to_start_ms=round((event_time(resume) -

@@ -50,6 +50,9 @@ def main(path):
                   f"{r['debugfs_offset']:#x}; tracepoints: {r['trace_sets']} "
                   f"set, {r['trace_entries']} entries, {r['trace_exits']} "
                   f"exits")
+        if 'soft_lockups' in r:
+            print(f"\n{r['scenario']}, {r['qemu']}: {r['soft_lockups']} "
+                  f"soft lockup report(s) in the L2's console")
         if 'floor_above_tb_s' in r:
             print(f"\n{r['scenario']}: the stream carried timebase/sync, "
                   f"floor {r['floor_above_tb_s']} s above the saved TB")

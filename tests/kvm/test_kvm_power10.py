@@ -1,0 +1,133 @@
+#!/usr/bin/env python3
+#
+# POWER10 KVM-HV hosts (powernv10 under TCG) on Debian's 6.12 kernels from
+# bookworm-backports (scripts/host-kernel.sh), fork and stock: host A on
+# the 4 KiB-page flavour, host B, booted 60 s later, on the 64 KiB-page
+# one; one host on each, two hosts between them, and the fleet refresh:
+# a guest in POWER9 compatibility mode between a POWER9 host and a
+# POWER10 host. `make check-kvm` runs it after test_kvm_tb_migration.py.
+#
+# Needs, besides kvmtest.py's: TBFORK_P10_4K_KERNEL/_INITRD and
+# TBFORK_P10_64K_KERNEL/_INITRD (each flavour's vmlinux, and a host
+# initramfs of its modules); TBFORK_INNER_MACHINE_OPTS must say
+# cap-hpt-max-page-size=4k (QEMU refuses its default 64 KiB on a 4 KiB
+# host, and a higher cap in the stream than on the destination).
+#
+# Copyright (c) 2026 qemu-tb-fork developers
+# SPDX-License-Identifier: GPL-2.0-or-later
+
+import glob
+import os
+import unittest
+
+from kvmtest import FORK, STOCK, WORKDIR, HostSpec, KvmTestBase, record
+
+ENV = os.environ.get
+P10_4K = HostSpec('powernv10', 'power10', ENV('TBFORK_P10_4K_KERNEL', ''),
+                  ENV('TBFORK_P10_4K_INITRD', ''))
+P10_64K = HostSpec('powernv10', 'power10', ENV('TBFORK_P10_64K_KERNEL', ''),
+                   ENV('TBFORK_P10_64K_INITRD', ''))
+P9_64K = HostSpec('powernv9', 'power9', P10_64K.kernel, P10_64K.initrd)
+P10_PAIR = (P10_4K, P10_64K)
+FLEET_PAIR = (P9_64K, P10_64K)
+# What lets a guest move between the two: the POWER9 ISA on both.
+COMPAT = 'max-cpu-compat=power9'
+# KVM in a PowerVM-style partition: the L1 is a pseries guest of the
+# fork's TCG offering the PAPR nested API v2 (H_GUEST_*), as PowerVM
+# does, running Debian 6.12's kvm-hv, which uses v2 when offered.
+NESTED_V2_L1 = HostSpec('pseries,x-vof=on,cap-nested-papr=on,'
+                        'cap-cfpc=broken,cap-sbbc=broken,cap-ibs=broken,'
+                        'cap-ccf-assist=off', 'power10', P10_64K.kernel,
+                        P10_64K.initrd, 'pseries L1, nested API v2')
+NESTED_V2_PAIR = (NESTED_V2_L1, NESTED_V2_L1)
+# The fleet pair's hosts start this far apart (their TB origins differ
+# by that; the P10 pair already shows 60 s).
+FLEET_GAP_S = 20
+
+
+class KvmPower10Test(KvmTestBase):
+    """Numbered so that host A's scenarios run in the gap before B."""
+
+    def setUp(self):
+        super().setUp()
+        if not (P10_4K.kernel and P10_64K.kernel):
+            self.skipTest('no 6.12 host kernels (TBFORK_P10_*_KERNEL; '
+                          'make check-kvm fetches them)')
+
+    def test_p10_1_one_host_4k_fork(self):
+        """POWER10 host, 4 KiB pages, loopback: error within half a 2^24
+        granule."""
+        a = self.pair_host_a(P10_PAIR)
+        self.one_host('powernv10', 'power10', FORK,
+                      'P10 one host (6.12, 4k pages)', host=a)
+
+    def test_p10_2_one_host_4k_stock(self):
+        """The same with stock QEMU 10.0, for the table."""
+        a = self.pair_host_a(P10_PAIR)
+        self.one_host('powernv10', 'power10', STOCK,
+                      'P10 one host (6.12, 4k pages)', host=a)
+
+    def test_p10_3_one_host_64k_fork(self):
+        _, b = self.host_pair(P10_PAIR)
+        self.one_host('powernv10', 'power10', FORK,
+                      'P10 one host (6.12, 64k pages)', host=b)
+
+    def test_p10_4_one_host_64k_stock(self):
+        _, b = self.host_pair(P10_PAIR)
+        self.one_host('powernv10', 'power10', STOCK,
+                      'P10 one host (6.12, 64k pages)', host=b)
+
+    def test_p10_5_two_hosts_fork(self):
+        """4k host A and 64k host B, TB origins 60 s apart: A->B, B->A,
+        then paused A->B->A."""
+        self.two_hosts(FORK, 'P10 two hosts (6.12, 4k <-> 64k pages)',
+                       P10_PAIR)
+
+    def test_p10_6_two_hosts_stock(self):
+        self.two_hosts(STOCK, 'P10 two hosts (6.12, 4k <-> 64k pages)',
+                       P10_PAIR)
+
+    def test_p10_7_fleet_refresh_fork(self):
+        """A guest in POWER9 compatibility mode, POWER9 host -> POWER10
+        host and back (6.12, 64k pages on both): the fleet refresh an
+        operator does host by host."""
+        self.two_hosts(FORK, f'P9 <-> P10, {COMPAT} (6.12, 64k pages)',
+                       FLEET_PAIR, COMPAT, FLEET_GAP_S)
+
+    def test_p10_8_fleet_refresh_stock(self):
+        self.two_hosts(STOCK, f'P9 <-> P10, {COMPAT} (6.12, 64k pages)',
+                       FLEET_PAIR, COMPAT, FLEET_GAP_S)
+
+    def nested_v2(self, binary):
+        """The L2's kernel must not see its VTB jump either: moved
+        between L1s whose VTBs differ by 20 s, an L2 that read its L1's
+        (QEMU 10.0's L0, fixed by patches/qemu/0012) reports soft
+        lockups (its running clock is VTB-based)."""
+        self.two_hosts(binary, 'nested v2: L2 between two L1s (6.12, 64k)',
+                       NESTED_V2_PAIR, gap_s=FLEET_GAP_S)
+        test_dir = os.path.join(WORKDIR, self.id().split('.')[-1])
+        lockups = []
+        for log in glob.glob(os.path.join(test_dir, '*', 'console-*.log')):
+            with open(log, encoding='utf-8', errors='replace') as f:
+                lockups += [line.strip() for line in f
+                            if 'soft lockup' in line]
+        record('nested v2: L2 soft lockups', machine=NESTED_V2_L1.name,
+               qemu='fork' if binary == FORK else 'stock',
+               soft_lockups=len(lockups))
+        self.assertEqual(lockups, [])
+
+    def test_p10_9_nested_v2_fork(self):
+        """An L2 probe guest live-migrated between two L1 partitions
+        (KVM on nested API v2), whose TB origins differ by 20 s: the
+        L1's kvm-hv sends the offset to the L0 with H_GUEST_SET_STATE,
+        which applies it on every H_GUEST_RUN_VCPU."""
+        self.nested_v2(FORK)
+
+    def test_p10_9_nested_v2_stock(self):
+        self.nested_v2(STOCK)
+
+
+if __name__ == '__main__':
+    from pycotap import LogMode, TAPTestRunner
+    unittest.main(testRunner=TAPTestRunner(
+        message_log=LogMode.LogToError, test_output_log=LogMode.LogToError))
