@@ -25,7 +25,7 @@ meta="linux-image-$flavour"
 # bpo_version PKG: PKG's ppc64el version in bookworm-backports, if any.
 bpo_version() {
     apt-cache madison "$1:ppc64el" 2>/dev/null |
-        awk -F' [|] ' '$3 ~ /bookworm-backports/ {print $2; exit}'
+        awk -F' [|] ' '$3 ~ /bookworm-backports\// {print $2; exit}'
 }
 ver=$(bpo_version "$meta")
 if [ -z "$ver" ]; then
@@ -33,7 +33,7 @@ if [ -z "$ver" ]; then
     ver=$(bpo_version "$meta")
 fi
 [ -n "$ver" ] || die "no $meta:ppc64el in bookworm-backports (setup-host.sh adds it)"
-pkg=$(apt-cache depends "$meta:ppc64el=$ver" |
+pkg=$( (apt-cache depends "$meta:ppc64el=$ver" || true) |
       sed -n 's/^  Depends: \(linux-image-[^:]*\).*/\1/p' | head -1)
 [ -n "$pkg" ] || die "cannot resolve $meta:ppc64el=$ver"
 pver=$(bpo_version "$pkg")

@@ -21,9 +21,11 @@ from typing import Dict, List, Optional
 
 from qemu.machine import QEMUMachine
 
-# A whole probe line to its end: one a kernel message broke into on the
-# console (cut short, or a number cut) is not a sample.
-PROBE_RE = re.compile(r'TBP (\w+)((?: \w+=-?\d+)*)\s*$')
+PROBE_RE = re.compile(r'TBP (\w+)((?: \w+=-?\d+)*)')
+# Probe lines that report a failure: counted even when a kernel message
+# broke into them on the console. Every other line is a sample, taken
+# only whole (one cut short, or with a number cut, is not a sample).
+FAILURE_KINDS = ('back', 'skew')
 
 
 @dataclass
@@ -82,7 +84,8 @@ class ProbeReader(LineReader):
 
     def _on_line(self, now: float, line: str) -> None:
         m = PROBE_RE.search(line)
-        if m:
+        if m and (not line[m.end():].strip() or
+                  m.group(1) in FAILURE_KINDS):
             fields = {k: int(v) for k, v in
                       re.findall(r'(\w+)=(-?\d+)', m.group(2))}
             self.lines.append(ProbeLine(now, m.group(1), fields))

@@ -42,6 +42,8 @@ class BoundedQMP(QEMUMonitorProtocol):
     """QEMU's legacy QMP client with a deadline on its negotiation."""
 
     def connect_within(self, timeout: float) -> None:
+        # what legacy.py's accept() does, with a timeout
+        # pylint: disable=protected-access
         self._qmp.await_greeting = True
         self._qmp.negotiate = True
         self._sync(self._qmp.connect(self._address), timeout)
@@ -313,8 +315,11 @@ class KvmHost:
         except Exception as e:  # pylint: disable=broad-except
             # asyncio's TimeoutError, or the connection's own error
             _, out = self.sh(f'cat /tmp/{slot}.err', check=False)
-            qmp.close()
-            con.close()
+            for closing in (qmp, con):
+                try:
+                    closing.close()
+                except Exception:   # pylint: disable=broad-except
+                    pass
             raise HostError(f'{self.name}/{slot}: inner QEMU greeted but '
                             f'did not answer QMP ({e!r}); stderr:\n{out}'
                             ) from e

@@ -109,6 +109,8 @@ class KvmTestBase(unittest.TestCase):
     # loaded) by machine: booted once, shared by the tests that need no
     # more, each test's inner QEMUs killed after it.
     _shared = {}
+    # the socket-network port of each shared pair, for its host B
+    _pair_ports = {}
 
     def setUp(self):
         for var, val in (('TBFORK_OUTER_QEMU', OUTER),
@@ -328,18 +330,18 @@ class KvmTestBase(unittest.TestCase):
         key = ('pair', hosts, inner_opts, gap_s)
         pair = KvmTestBase._shared.get(key)
         opts = ','.join(o for o in (INNER_OPTS, inner_opts) if o)
-        workdir = os.path.join(WORKDIR, 'shared-pair-' +
-                               '-'.join(h.machine.split(',')[0]
-                                        for h in hosts))
+        # (one directory per pair of machines and kernels)
+        workdir = os.path.join(WORKDIR, 'shared-pair-' + '-'.join(
+            f"{h.machine.split(',')[0]}-{os.path.basename(h.initrd)}"
+            for h in hosts))
         if pair is None:
             self.drop_shared()
+            # B connects to A's socket network later, perhaps from
+            # another test
             port = self.net_port()
             a = hosts[0].host('A', workdir, opts,
                               netdev=f'listen=127.0.0.1:{port}',
                               mac='52:54:00:00:00:0a')
-            # B connects to A's socket network later, perhaps from
-            # another test
-            a.net_port = port
             try:
                 a.launch()
                 a.sh('ip addr add 10.0.0.1/24 dev eth0 && '
@@ -348,23 +350,26 @@ class KvmTestBase(unittest.TestCase):
                 a.shutdown()
                 raise
             pair = KvmTestBase._shared[key] = [a]
+            KvmTestBase._pair_ports[key] = port
         if with_b and len(pair) == 1:
-            a = pair[0]
+            a, port = pair[0], KvmTestBase._pair_ports[key]
             time.sleep(max(0.0, gap_s - (time.time() - a.launched_at)))
             b = hosts[1].host('B', workdir, opts,
-                              netdev=f'connect=127.0.0.1:{a.net_port}',
+                              netdev=f'connect=127.0.0.1:{port}',
                               mac='52:54:00:00:00:0b')
             try:
                 b.launch()
                 b.sh('ip addr add 10.0.0.2/24 dev eth0 && '
                      'ip link set eth0 up')
                 b.sh('ping -c 3 -W 5 10.0.0.1')
+                for h in (a, b):
+                    h.start_clock()
             except Exception:
+                # no half pair for the next test: it starts over
                 b.shutdown()
+                self.drop_shared()
                 raise
             pair.append(b)
-            for h in pair:
-                h.start_clock()
         self.borrow(key, tuple(pair))
         return tuple(pair)
 
@@ -381,14 +386,18 @@ class KvmTestBase(unittest.TestCase):
         (oa, ba), (ob, bb) = a.clock_offset(), b.clock_offset()
         skew_total = abs(ob - oa) + ba + bb
         dst, res1 = self.migrate(src, b, 'b', binary, '10.0.0.2')
+        host_gap_s = b.launched_at - a.launched_at
         e1 = self.outcome(f'{name} A->B', mb, binary, dst, res1,
-                          skew_total, source_machine=ma)
+                          skew_total, source_machine=ma,
+                          host_gap_s=round(host_gap_s, 1))
         back, res2 = self.migrate(dst, a, 'c', binary, '10.0.0.1')
         e2 = self.outcome(f'{name} B->A', ma, binary, back, res2,
-                          skew_total, source_machine=mb)
+                          skew_total, source_machine=mb,
+                          host_gap_s=round(host_gap_s, 1))
         if binary == FORK:
-            # The hosts' TB origins differ by about gap_s, so the
-            # offsets differ by about that much.
+            # The hosts' TB origins differ by at least gap_s (B booted
+            # that long after A, or later), so the offsets differ by at
+            # least about that much.
             self.assertGreater(abs(e1['offset'] - e2['offset']),
                                0.9 * gap_s * FREQ)
         e3 = self.paused_double(a, b, back, binary, name, skew_total, ma)

@@ -33,7 +33,10 @@ def main(path):
                       r.get('qemu') == qemu), None)
             if not e:
                 continue
-            print(f"| {name} ({e['machine']}) | {qemu} "
+            where = e['machine']
+            if e.get('source_machine', where) != where:
+                where = f"{e['source_machine']} -> {where}"
+            print(f"| {name} ({where}) | {qemu} "
                   f"| {cell(e, 'error_ms', '{:+.3f}')} "
                   f"| {cell(e, 'residue_ms', '{:.3f}')} "
                   f"| {cell(e, 'bound_ms', '{:.1f}')} "

@@ -7,11 +7,13 @@
 # scenarios of test_kvm_tb_migration.py pass on it. The kernel also has
 # KVM-PR built in (Debian's has none), a KVM without KVM_REG_PPC_TB_OFFSET:
 # the fork's refusal is tested on it. `make check-kernel` runs it with
-# TBFORK_HOST_KERNEL set to that kernel.
+# TBFORK_HOST_KERNEL set to that kernel; then with the series on
+# linux-source-6.12 (TBFORK_PATCHED_KERNEL=6.12) as a POWER10 host.
 #
 # Copyright (c) 2026 qemu-tb-fork developers
 # SPDX-License-Identifier: GPL-2.0-or-later
 
+import os
 import re
 import time
 import unittest
@@ -39,17 +41,16 @@ class KvmKernelPatchesTest(KvmTestBase):
         return int(fields['tb_offset'], 16), \
             int(fields['tb_offset_applied'], 16)
 
-    def test_p9_debugfs_and_tracepoints(self):
+    def ground_truth(self, machine, cpu, name):
         """The kernel applies exactly what query-ppc-timebase reports."""
-        h = self.host('A')
+        h = self.host('A', machine=machine, cpu=cpu)
         src = self.start_guest(h, FORK)
         # The set events of the migration, alone: the entry and exit
         # events come thousands a second and would wrap the buffer.
         h.sh(f'echo > {TRACE}/trace; '
              f'echo 1 > {TRACE}/events/kvm_hv/kvmppc_tb_offset_set/enable')
         dst, res = self.migrate(src, h, 'b', FORK, '127.0.0.1')
-        entry = self.outcome('P9 one host, patched kernel', 'powernv9',
-                             FORK, dst, res)
+        entry = self.outcome(name, machine, FORK, dst, res)
         offset = u64(entry['offset'])
         kernel_off, applied = self.vcpu_debugfs(h, 'b')
         _, trace = h.sh(f'cat {TRACE}/trace')
@@ -67,7 +68,7 @@ class KvmKernelPatchesTest(KvmTestBase):
         exits = re.findall(r'kvmppc_tb_offset_exit: vcore \d+: guest exit '
                            r'removed TB offset 0x([0-9a-f]+) \(still applied '
                            r'0x([0-9a-f]+)\)', trace)
-        record('kernel ground truth', machine='powernv9', qemu='fork',
+        record('kernel ground truth', machine=machine, qemu='fork',
                offset=entry['offset'], debugfs_offset=kernel_off,
                trace_sets=len(sets), trace_entries=len(enters),
                trace_exits=len(exits))
@@ -86,6 +87,10 @@ class KvmKernelPatchesTest(KvmTestBase):
         for removed, still in exits:
             self.assertEqual(int(removed, 16), offset)
             self.assertEqual(int(still, 16), 0)
+
+    def test_p9_debugfs_and_tracepoints(self):
+        """The kernel applies exactly what query-ppc-timebase reports."""
+        self.ground_truth('powernv9', 'power9', 'P9 one host, patched kernel')
 
     def test_p9_one_host(self):
         """Scenario 1 of the harness on the patched kernel."""
@@ -201,6 +206,34 @@ class KvmKernelPatchesTest(KvmTestBase):
         """Scenario 1 on POWER8 (assembly entry path), patched kernel."""
         self.one_host('powernv8', 'power8', FORK,
                       'P8 one host, patched kernel')
+
+
+
+class KvmKernelPatches612Test(KvmKernelPatchesTest):
+    """The series on Debian's linux-source-6.12, booted as a POWER10 host:
+    the same ground truth."""
+
+    def test_p10_debugfs_and_tracepoints(self):
+        self.ground_truth('powernv10', 'power10',
+                          'P10 one host, patched 6.12 kernel')
+
+    def test_p10_dec_at_resume(self):
+        """A sleep due in the stop ends at resume (DEC_EXPIRY crosses with
+        the offset) on POWER10."""
+        self.dec_at_resume('powernv10', 'power10',
+                           'DEC at resume (P10, patched 6.12 kernel)')
+
+
+def load_tests(loader, tests, pattern):
+    """The tests of the kernel version the tier built and booted
+    (TBFORK_PATCHED_KERNEL: 6.1 by default, or 6.12)."""
+    del tests, pattern
+    if os.environ.get('TBFORK_PATCHED_KERNEL', '6.1') == '6.12':
+        cls = KvmKernelPatches612Test
+        names = [n for n in loader.getTestCaseNames(cls)
+                 if n.startswith('test_p10_')]
+        return unittest.TestSuite(cls(n) for n in names)
+    return loader.loadTestsFromTestCase(KvmKernelPatchesTest)
 
 
 if __name__ == '__main__':
