@@ -29,9 +29,11 @@ for a in sh mount cat echo sleep insmod ls grep ip poweroff date \
 done
 cp "$modules"/*.ko "$r/mod/"
 cp "$qemu" "$r/bin/qemu-system-ppc64"
-powerpc64le-linux-gnu-gcc -O2 -Wall -Wextra -Werror -static \
-    -o "$r/bin/clockstep" "$(dirname "$0")/../tests/kvm/clockstep.c" ||
-    die "building clockstep failed"
+for tool in clockstep tbregs; do
+    powerpc64le-linux-gnu-gcc -O2 -Wall -Wextra -Werror -static \
+        -o "$r/bin/$tool" "$(dirname "$0")/../tests/kvm/$tool.c" ||
+        die "building $tool failed"
+done
 if [ -n "$stock" ]; then
     file -L "$stock" | grep -q 'statically linked' ||
         die "$stock is not a static binary"

@@ -696,6 +696,38 @@ class KvmTestBase(unittest.TestCase):
                guest_alive=alive, downtime_limit_ms=limit_ms)
         return lost, alive
 
+    def tb_regs_order(self, host, name, machine):
+        """KVM_REG_PPC_TB_OFFSET and KVM_REG_PPC_DEC_EXPIRY set in either
+        order on fresh vCPUs (tests/kvm/tbregs.c), as a VMM loading a
+        migrated vCPU may: the offset is rounded up to a 2^24 multiple,
+        an expiry set before or after it is kept as given, and with none
+        set the decrementer starts expired (the guest's TB at the set),
+        not 2^64 ticks away."""
+        offset = -(1 << 30) - 12345     # not a multiple of 2^24
+        expiry = 1 << 40
+        _, out = host.sh(f'tbregs {offset} {expiry}')
+        rows = {m.group(1): dict((k, int(v)) for k, v in
+                                 re.findall(r'(\w+)=(-?\d+)', m.group(2)))
+                for m in re.finditer(r'^TBREGS order=(\S+)((?: \w+=-?\d+)+)',
+                                     out, re.M)}
+        aligned = (offset + (1 << 24) - 1) & ~((1 << 24) - 1)
+        only = rows.get('offset-only', {})
+        record(name, machine=machine, qemu='-', requested_offset=offset,
+               requested_expiry=expiry, aligned_offset=aligned,
+               tb_regs={k: {'offset': v['offset'], 'expiry': v['expiry']}
+                        for k, v in rows.items()},
+               expiry_vs_guest_tb=(only['expiry'] - (only['tb0'] + aligned)
+                                   if only else None))
+        self.assertEqual(set(rows), {'offset-then-expiry',
+                                     'expiry-then-offset', 'offset-only'},
+                         out)
+        for order in ('offset-then-expiry', 'expiry-then-offset'):
+            self.assertEqual(rows[order]['offset'], aligned, order)
+            self.assertEqual(rows[order]['expiry'], expiry, order)
+        self.assertEqual(only['offset'], aligned)
+        self.assertGreaterEqual(only['expiry'], only['tb0'] + aligned)
+        self.assertLessEqual(only['expiry'], only['tb1'] + aligned)
+
     def dec_at_resume(self, machine, cpu, name):
         """A sleep whose deadline fell in the forced stop ends at resume.
 

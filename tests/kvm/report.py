@@ -53,6 +53,17 @@ def main(path):
                   f"{r['debugfs_offset']:#x}; tracepoints: {r['trace_sets']} "
                   f"set, {r['trace_entries']} entries, {r['trace_exits']} "
                   f"exits")
+        if 'tb_regs' in r:
+            kept = all(v['offset'] == r['aligned_offset'] and
+                       v['expiry'] == r['requested_expiry']
+                       for k, v in r['tb_regs'].items() if k != 'offset-only')
+            print(f"\n{r['scenario']} ({r['machine']}): offset "
+                  f"{r['requested_offset']} read back as "
+                  f"{r['tb_regs'].get('offset-only', {}).get('offset')} "
+                  f"(2^24: {r['aligned_offset']}); expiry "
+                  f"{'kept' if kept else 'NOT kept'} in both orders; "
+                  f"offset alone: expiry = guest TB at the set "
+                  f"+ {r['expiry_vs_guest_tb']} ticks")
         if 'soft_lockups' in r:
             print(f"\n{r['scenario']}, {r['qemu']}: {r['soft_lockups']} "
                   f"soft lockup report(s) in the L2's console")

@@ -22,7 +22,8 @@ import os
 import time
 import unittest
 
-from kvmtest import FORK, STOCK, WORKDIR, HostSpec, KvmTestBase, record
+from kvmtest import (FORK, INNER_OPTS, STOCK, WORKDIR, HostSpec,
+                     KvmTestBase, record)
 
 ENV = os.environ.get
 P10_4K = HostSpec('powernv10', 'power10', ENV('TBFORK_P10_4K_KERNEL', ''),
@@ -70,34 +71,40 @@ class KvmPower10Test(KvmTestBase):
         self.one_host('powernv10', 'power10', STOCK,
                       'P10 one host (6.12, 4k pages)', host=a)
 
-    def test_p10_03_one_host_64k_fork(self):
+    def test_p10_03_tb_regs_order_4k(self):
+        """TB_OFFSET and DEC_EXPIRY in either order (6.12, 4k pages)."""
+        a = self.pair_host_a(P10_PAIR)
+        self.tb_regs_order(a, 'TB_OFFSET / DEC_EXPIRY order',
+                           'powernv10, 6.12 4k')
+
+    def test_p10_04_one_host_64k_fork(self):
         _, b = self.host_pair(P10_PAIR)
         self.one_host('powernv10', 'power10', FORK,
                       'P10 one host (6.12, 64k pages)', host=b)
 
-    def test_p10_04_one_host_64k_stock(self):
+    def test_p10_05_one_host_64k_stock(self):
         _, b = self.host_pair(P10_PAIR)
         self.one_host('powernv10', 'power10', STOCK,
                       'P10 one host (6.12, 64k pages)', host=b)
 
-    def test_p10_05_two_hosts_fork(self):
+    def test_p10_06_two_hosts_fork(self):
         """4k host A and 64k host B, TB origins at least 60 s apart: A->B,
         B->A, then paused A->B->A."""
         self.two_hosts(FORK, 'P10 two hosts (6.12, 4k <-> 64k pages)',
                        P10_PAIR)
 
-    def test_p10_06_two_hosts_stock(self):
+    def test_p10_07_two_hosts_stock(self):
         self.two_hosts(STOCK, 'P10 two hosts (6.12, 4k <-> 64k pages)',
                        P10_PAIR)
 
-    def test_p10_07_fleet_refresh_fork(self):
+    def test_p10_08_fleet_refresh_fork(self):
         """A guest in POWER9 compatibility mode, POWER9 host -> POWER10
         host and back (6.12, 64k pages on both): the fleet refresh an
         operator does host by host."""
         self.two_hosts(FORK, f'P9 <-> P10, {COMPAT} (6.12, 64k pages)',
                        FLEET_PAIR, COMPAT, FLEET_GAP_S)
 
-    def test_p10_08_fleet_refresh_stock(self):
+    def test_p10_09_fleet_refresh_stock(self):
         self.two_hosts(STOCK, f'P9 <-> P10, {COMPAT} (6.12, 64k pages)',
                        FLEET_PAIR, COMPAT, FLEET_GAP_S)
 
@@ -125,17 +132,64 @@ class KvmPower10Test(KvmTestBase):
                soft_lockups=len(lockups))
         self.assertEqual(lockups, [])
 
-    def test_p10_09_nested_v2_fork(self):
+    def test_p10_10_fleet_refresh_refused_without_compat(self):
+        """Without max-cpu-compat a guest started on the POWER10 host
+        (ISA 3.1) cannot go back to POWER9: the destination refuses the
+        stream with upstream's reason, and the source runs on."""
+        a, b = self.host_pair(FLEET_PAIR, COMPAT, FLEET_GAP_S)
+        saved = (a.inner_opts, b.inner_opts)
+        a.inner_opts = b.inner_opts = INNER_OPTS
+        try:
+            src = self.start_guest(b, FORK)
+            dst = a.start_inner('b', FORK, incoming=True)
+        finally:
+            a.inner_opts, b.inner_opts = saved
+        dst.cmd('migrate-incoming', uri='tcp:0.0.0.0:4444')
+        src.cmd('migrate-set-capabilities', capabilities=[
+            {'capability': 'return-path', 'state': True},
+            {'capability': 'events', 'state': True}])
+        src.clear_events()
+        src.cmd('migrate', uri='tcp:10.0.0.1:4444')
+        src.event_wait('MIGRATION', 300, {'status': 'failed'})
+        n = len(src.reader.of_kind('sum'))
+        src.reader.wait_for('sum', count=n + 10, timeout=120)
+        deadline = time.monotonic() + 60
+        while a.sh('kill -0 $(cat /tmp/b.pid)', check=False)[0] == 0:
+            self.assertLess(time.monotonic(), deadline,
+                            'the destination QEMU is still there')
+            time.sleep(1)
+        err = dst.stderr()
+        reason = next((line for line in err.splitlines()
+                       if 'cap-dawr1' in line or 'Compatibility PVR' in line
+                       or 'not valid for CPU' in line), None)
+        record('P10 -> P9 without max-cpu-compat', machine='powernv9',
+               qemu='fork', error=reason or err.strip()[-200:])
+        self.assertIsNotNone(reason, err)
+        # (then the destination exits: "Failed to put registers after
+        # init", its vCPU never set up)
+        self.assertIn("error while loading state for instance 0x0 of "
+                      "device 'cpu'", err)
+        self.assertEqual(src.cmd('query-status')['status'], 'running')
+        self.assertEqual(src.reader.of_kind('back'), [])
+
+    def test_p10_11_nested_v2_fork(self):
         """An L2 probe guest live-migrated between two L1 partitions
         (KVM on nested API v2), whose TB origins differ by 20 s: the
         L1's kvm-hv sends the offset to the L0 with H_GUEST_SET_STATE,
         which applies it on every H_GUEST_RUN_VCPU."""
         self.nested_v2(FORK)
 
-    def test_p10_10_nested_v2_stock(self):
+    def test_p10_12_nested_v2_stock(self):
         """The same with stock QEMU 10.0 in the L1s (the L0 is the fork's
         TCG either way)."""
         self.nested_v2(STOCK)
+
+    def test_p10_13_nested_v2_tb_regs_order(self):
+        """The same on an L1 that sends them to the L0 (nested API v2),
+        for a vCPU that never ran."""
+        a, _ = self.host_pair(NESTED_V2_PAIR, gap_s=FLEET_GAP_S)
+        self.tb_regs_order(a, 'TB_OFFSET / DEC_EXPIRY order',
+                           'pseries L1, nested API v2, 6.12 64k')
 
 
 if __name__ == '__main__':

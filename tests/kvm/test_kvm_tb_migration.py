@@ -31,6 +31,11 @@ class KvmTBMigrationTest(KvmTestBase):
         """POWER9 host, loopback: error within half a 2^24 granule."""
         self.one_host('powernv9', 'power9', FORK, 'P9 one host')
 
+    def test_p9_tb_regs_order(self):
+        """TB_OFFSET and DEC_EXPIRY in either order (Debian's 6.1)."""
+        self.tb_regs_order(self.host('A'), 'TB_OFFSET / DEC_EXPIRY order',
+                           'powernv9, 6.1')
+
     def test_p9_one_host_stock(self):
         """The same with stock QEMU 10.0, for the table.
 
