@@ -431,6 +431,30 @@ class KvmTestBase(unittest.TestCase):
             prev = qemu
         return entries
 
+    def refused_migration(self, src, dst, uri_host):
+        """Migrate src to dst, which must refuse the stream: the source
+        (return path on) sees the failure and runs on. dst's stderr,
+        read once its QEMU has exited (it prints its error first)."""
+        dst.cmd('migrate-incoming', uri='tcp:0.0.0.0:4444')
+        src.cmd('migrate-set-capabilities', capabilities=[
+            {'capability': 'return-path', 'state': True},
+            {'capability': 'events', 'state': True}])
+        src.clear_events()
+        src.cmd('migrate', uri=f'tcp:{uri_host}:4444')
+        src.event_wait('MIGRATION', 300, {'status': 'failed'})
+        # The source restarts its vCPUs after it reports the failure:
+        # what it says then comes once they run.
+        src.event_wait('RESUME', 60)
+        n = len(src.reader.of_kind('sum'))
+        src.reader.wait_for('sum', count=n + 10, timeout=120)
+        deadline = time.monotonic() + 60
+        while dst.host.sh(f'kill -0 $(cat /tmp/{dst.slot}.pid)',
+                          check=False)[0] == 0:
+            self.assertLess(time.monotonic(), deadline,
+                            'the destination QEMU is still there')
+            time.sleep(1)
+        return dst.stderr()
+
     @staticmethod
     def plain_migration(src, dst, uri_host):
         """Migrate src to dst (no forced stop); src's setup event."""

@@ -15,7 +15,6 @@
 
 import os
 import re
-import time
 import unittest
 
 from kvmtest import FORK, PROBE, KvmTestBase, record
@@ -118,26 +117,7 @@ class KvmKernelPatchesTest(KvmTestBase):
 
         dst = h.start_inner('b', FORK, machine_opts=KVM_PR_OPTS,
                             probe_opts=PROBE, incoming=True)
-        dst.cmd('migrate-incoming', uri='tcp:0.0.0.0:4444')
-        src.cmd('migrate-set-capabilities', capabilities=[
-            {'capability': 'return-path', 'state': True},
-            {'capability': 'events', 'state': True}])
-        src.clear_events()
-        src.cmd('migrate', uri='tcp:127.0.0.1:4444')
-        src.event_wait('MIGRATION', 300, {'status': 'failed'})
-        # The source restarts its vCPUs after it reports the failure, and
-        # only then says that it applies no offset: read it once they run.
-        src.event_wait('RESUME', 60)
-        n = len(src.reader.of_kind('sum'))
-        src.reader.wait_for('sum', count=n + 10, timeout=120)
-        # The destination prints its error before it exits: read it once
-        # the process is gone.
-        deadline = time.monotonic() + 60
-        while h.sh('kill -0 $(cat /tmp/b.pid)', check=False)[0] == 0:
-            self.assertLess(time.monotonic(), deadline,
-                            'the destination QEMU is still there')
-            time.sleep(1)
-        dst_err = dst.stderr()
+        dst_err = self.refused_migration(src, dst, '127.0.0.1')
         src_err = src.stderr()
         status = src.cmd('query-status')
         info = src.cmd('query-ppc-timebase')

@@ -144,21 +144,7 @@ class KvmPower10Test(KvmTestBase):
             dst = a.start_inner('b', FORK, incoming=True)
         finally:
             a.inner_opts, b.inner_opts = saved
-        dst.cmd('migrate-incoming', uri='tcp:0.0.0.0:4444')
-        src.cmd('migrate-set-capabilities', capabilities=[
-            {'capability': 'return-path', 'state': True},
-            {'capability': 'events', 'state': True}])
-        src.clear_events()
-        src.cmd('migrate', uri='tcp:10.0.0.1:4444')
-        src.event_wait('MIGRATION', 300, {'status': 'failed'})
-        n = len(src.reader.of_kind('sum'))
-        src.reader.wait_for('sum', count=n + 10, timeout=120)
-        deadline = time.monotonic() + 60
-        while a.sh('kill -0 $(cat /tmp/b.pid)', check=False)[0] == 0:
-            self.assertLess(time.monotonic(), deadline,
-                            'the destination QEMU is still there')
-            time.sleep(1)
-        err = dst.stderr()
+        err = self.refused_migration(src, dst, '10.0.0.1')
         reason = next((line for line in err.splitlines()
                        if 'cap-dawr1' in line or 'Compatibility PVR' in line
                        or 'not valid for CPU' in line), None)
