@@ -28,6 +28,13 @@
  * whose last write was lost by a migration (missed dirty tracking)
  * shows up as a "mem" line.
  *
+ * With "idle", nothing spins: the probe sleeps an interval at a time
+ * and reports the guest's decrementer interrupts (/proc/interrupts'
+ * two LOC lines: those that ran a timer event, and the others, which
+ * found nothing due). An idle guest whose decrementer is programmed
+ * right takes few of either; one that is re-entered with its
+ * decrementer already expired takes an "other" on every entry.
+ *
  * Output lines (all start with "TBP"; fields are key=value, decimal):
  *   TBP start freq=HZ cpus=N interval_ms=I thresh_us=T
  *   TBP jump cpu=C seq=S from=TB0 to=TB1 gap=TICKS
@@ -38,6 +45,7 @@
  *   TBP wake cpu=C seq=S start=TB0 due=TBDUE woke=TB1 late=TICKS
  *   TBP mem pass=P page=N found=F expected=E
  *   TBP memsum pass=P pages=N errors=N
+ *   TBP idle seq=S tb=TB slept=TICKS timer_events=N timer_others=N
  *
  * Build: static, for ppc64le (tests/guest/Makefile rules in the top
  * Makefile). Options come from argv or from one comma-separated word,
@@ -85,6 +93,7 @@ struct opts {
     unsigned duration_s;        /* 0: run forever */
     unsigned sleep_ms;          /* 0: no sleeper */
     unsigned dirty_mb;          /* 0: no memory dirtier */
+    int idle;                   /* sleep and count timer interrupts */
 };
 
 static uint64_t timebase_freq(void)
@@ -317,6 +326,71 @@ static void dirtier(const struct opts *o)
 }
 
 /*
+ * Sum, over CPUs, of the /proc/interrupts line whose description
+ * starts with `what` (e.g. "Local timer interrupts for others").
+ */
+static long long interrupts_line(const char *what)
+{
+    char line[1024];
+    long long total = -1;
+    FILE *f = fopen("/proc/interrupts", "r");
+
+    if (!f) {
+        return -1;
+    }
+    while (fgets(line, sizeof(line), f)) {
+        char *desc = strstr(line, what);
+        char *p, *end;
+
+        if (!desc || !strchr(line, ':')) {
+            continue;
+        }
+        total = 0;
+        for (p = strchr(line, ':') + 1; p < desc; p = end) {
+            long long n = strtoll(p, &end, 10);
+
+            if (end == p) {
+                break;
+            }
+            total += n;
+        }
+        break;
+    }
+    fclose(f);
+    return total;
+}
+
+static void idle(uint64_t freq, const struct opts *o)
+{
+    uint64_t stop_after = o->duration_s ? freq * o->duration_s : 0;
+    uint64_t first = read_tb(), prev = first, seq;
+    struct timespec ts = {
+        .tv_sec = o->interval_ms / 1000,
+        .tv_nsec = (o->interval_ms % 1000) * 1000000L,
+    };
+
+    for (seq = 0;; seq++) {
+        uint64_t now;
+
+        nanosleep(&ts, NULL);
+        now = read_tb();
+        if ((int64_t)(now - prev) < 0) {
+            printf("TBP back cpu=0 from=%" PRIu64 " to=%" PRIu64
+                   " step=%" PRId64 "\n", prev, now, (int64_t)(now - prev));
+        }
+        printf("TBP idle seq=%" PRIu64 " tb=%" PRIu64 " slept=%" PRIu64
+               " timer_events=%lld timer_others=%lld\n", seq, now,
+               now - prev,
+               interrupts_line("Local timer interrupts for timer event"),
+               interrupts_line("Local timer interrupts for others"));
+        prev = now;
+        if (stop_after && now - first >= stop_after) {
+            return;
+        }
+    }
+}
+
+/*
  * A CPU that comes online later (hot-plugged) gets a spinner too. CPUs
  * are taken to be numbered 0..N-1 (QEMU's pseries hot-plugs the next).
  */
@@ -353,6 +427,8 @@ static void parse_word(struct opts *o, char *word)
             o->dirty_mb = strtoul(tok + 2, NULL, 10);
         } else if (strncmp(tok, "w=", 2) == 0) {
             o->sleep_ms = strtoul(tok + 2, NULL, 10);
+        } else if (strcmp(tok, "idle") == 0) {
+            o->idle = 1;
         } else if (strcmp(tok, "a") == 0) {
             o->all_cpus = 1;
         } else if (*tok) {
@@ -399,6 +475,10 @@ int main(int argc, char **argv)
     printf("TBP start freq=%" PRIu64 " cpus=%ld interval_ms=%u thresh_us=%u"
            " sleep_ms=%u\n", freq, ncpu, o.interval_ms, o.thresh_us,
            o.sleep_ms);
+    if (o.idle) {
+        idle(freq, &o);
+        return 0;
+    }
     if (o.dirty_mb && fork() == 0) {
         dirtier(&o);
         _exit(0);

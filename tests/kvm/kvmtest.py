@@ -77,8 +77,8 @@ class HostSpec:
     def name(self):
         return self.label or self.machine
 
-    def host(self, name, workdir, inner_opts, **kwargs):
-        return KvmHost(name, OUTER, self.kernel, self.initrd, workdir,
+    def host(self, name, workdir, inner_opts, outer_qemu=OUTER, **kwargs):
+        return KvmHost(name, outer_qemu, self.kernel, self.initrd, workdir,
                        machine=self.machine, cpu=self.cpu,
                        inner_opts=inner_opts, **kwargs)
 

@@ -67,6 +67,12 @@ def main(path):
         if 'soft_lockups' in r:
             print(f"\n{r['scenario']}, {r['qemu']}: {r['soft_lockups']} "
                   f"soft lockup report(s) in the L2's console")
+        if 'timer_others_per_s' in r:
+            print(f"\n{r['scenario']}, L0 {r['qemu']}: it took "
+                  f"{r['timer_others_per_s']} decrementer interrupts/s "
+                  f"that found nothing due ({r['timer_events_per_s']}/s "
+                  f"that ran a timer), its L1 vCPU thread "
+                  f"{r['l1_vcpu_busy'] * 100:.1f}% busy")
         if 'floor_above_tb_s' in r:
             print(f"\n{r['scenario']}: the stream carried timebase/sync, "
                   f"floor {r['floor_above_tb_s']} s above the saved TB")
