@@ -3,8 +3,9 @@
 # patch with the tree's own checkpatch.pl --strict (only the missing
 # Signed-off-by is tolerated), and unless --check-only cross-build a
 # ppc64le powernv vmlinux from kernel-patches/powernv-kvm.config on top of
-# allnoconfig. The vmlinux is cached under $TBFORK_CACHE/kernel by the
-# hash of source version + series + config. Prints the vmlinux path.
+# allnoconfig (from 6.8 on, with pseries-l1.config: it boots as a pseries
+# L1 too). The vmlinux is cached under $TBFORK_CACHE/kernel by the hash
+# of source version + series + configuration. Prints the vmlinux path.
 # Usage: build-kernel.sh VERSION BUILD_DIR [--check-only]
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
@@ -40,9 +41,22 @@ else
     check_sum "$deb"
 fi
 
-patches=$(grep -v '^#' "$kp/series")
+# Is kernel version $ver at least $1?
+at_least() {
+    [ "$(printf '%s\n%s\n' "$1" "$ver" | sort -V | head -1)" = "$1" ]
+}
+# The series' patches for this version (a second word: the first
+# version a patch is for), and the configuration fragments.
+patches=$(grep -v '^#' "$kp/series" | while read -r p since; do
+              [ -z "$p" ] || { [ -n "$since" ] && ! at_least "$since"; } ||
+                  echo "$p"
+          done)
+frags="$kp/powernv-kvm.config"
+if at_least 6.8; then
+    frags+=" $kp/pseries-l1.config"
+fi
 key=$( { echo "$pkg $debver"; for p in $patches; do cat "$kp/$p"; done
-         cat "$kp/powernv-kvm.config"; } | sha256sum | cut -c1-16)
+         cat $frags; } | sha256sum | cut -c1-16)
 out="$TBFORK_CACHE/kernel/$ver-$key"
 
 src="$build/kernel/$pkg"
@@ -84,13 +98,14 @@ kmake() {
         CROSS_COMPILE=powerpc64le-linux-gnu- \
         CC="ccache powerpc64le-linux-gnu-gcc" "$@"
 }
-step "configuring $pkg: allnoconfig + kernel-patches/powernv-kvm.config"
+step "configuring $pkg: allnoconfig + $(for f in $frags; do
+    echo -n "kernel-patches/${f##*/} "; done)"
 kmake -s allnoconfig >/dev/null || die "allnoconfig failed"
 (cd "$src" && ARCH=powerpc scripts/kconfig/merge_config.sh -m -O "$obj" \
-    "$obj/.config" "$kp/powernv-kvm.config" > "$obj/merge.log" 2>&1) ||
+    "$obj/.config" $frags > "$obj/merge.log" 2>&1) ||
     die "merge_config failed (see $obj/merge.log)"
 kmake -s olddefconfig >/dev/null || die "olddefconfig failed"
-# Every =y of the fragment must have survived the dependency checks.
+# Every =y of the fragments must have survived the dependency checks.
 while read -r line; do
     case $line in
     CONFIG_*=y)
@@ -98,7 +113,7 @@ while read -r line; do
             die "$line did not make it into the configuration"
         ;;
     esac
-done < "$kp/powernv-kvm.config"
+done < <(cat $frags)
 
 step "building $pkg vmlinux (ppc64le powernv, -j$(nproc))"
 s=$(date +%s)

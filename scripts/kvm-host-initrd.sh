@@ -2,7 +2,8 @@
 # Build the initramfs of an emulated POWER KVM-HV host: busybox, the
 # kvm/kvm-hv and virtio modules of Debian's ppc64el kernel (the guest's
 # 6.1, or those in MODULES_DIR for another host kernel), the fork's static
-# ppc64le QEMU, VOF firmware, and the guest kernel and initramfs.
+# ppc64le QEMU, VOF firmware, the guest kernel and initramfs, and what
+# makes an L1 hypervisor's initramfs from them (tests/kvm/mk-l1-initrd).
 # With STOCK_QEMU, that static build of unpatched QEMU goes in as
 # /bin/qemu-stock, for side-by-side runs.
 # Usage: kvm-host-initrd.sh QEMU_PPC64LE_STATIC INIT_SCRIPT OUT.gz \
@@ -24,7 +25,7 @@ r="$tmp/root"
 mkdir -p "$r"/{bin,proc,sys,dev,tmp,guest,fw,mod}
 cp "$guest/busybox" "$r/bin/busybox"
 for a in sh mount cat echo sleep insmod ls grep ip poweroff date \
-         kill ps mkdir rm dmesg uname ping; do
+         kill ps mkdir rm dmesg uname ping cp ln find cpio mkfifo tee wc; do
     ln -s busybox "$r/bin/$a"
 done
 cp "$modules"/*.ko "$r/mod/"
@@ -43,6 +44,10 @@ cp /usr/share/qemu/vof.bin "$r/fw/"
 cp "$guest/vmlinux" "$guest/guest-initrd.gz" "$r/guest/"
 cp "$init" "$r/init"
 chmod +x "$r/init"
+# An L1 hypervisor's initramfs, made in the host from these files
+kvm="$(dirname "$0")/../tests/kvm"
+cp "$kvm/mk-l1-initrd" "$kvm/l1-init" "$r/bin/"
+chmod +x "$r/bin/mk-l1-initrd" "$r/bin/l1-init"
 mkdir -p "$(dirname "$out")"
 (cd "$r" && find . | sort | cpio -o -H newc --quiet -R 0:0) | gzip -1 > "$out"
 info "host initramfs: $(du -h "$out" | cut -f1)"

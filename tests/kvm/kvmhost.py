@@ -275,8 +275,12 @@ class KvmHost:
     def start_inner(self, slot: str, binary: str = '/bin/qemu-system-ppc64',
                     machine_opts: str = '', probe_opts: str = 'i=100,t=5000',
                     incoming: bool = False, mem: str = '512',
-                    timeout: float = 120, smp: str = '1') -> InnerVM:
-        """Start an inner QEMU in `slot`, connected to its QMP monitor."""
+                    timeout: float = 120, smp: str = '1',
+                    initrd: str = '/guest/guest-initrd.gz') -> InnerVM:
+        """Start an inner QEMU in `slot`, connected to its QMP monitor.
+
+        initrd: the guest's initramfs, a path in the host (the probe's by
+        default)."""
         con = self.connect_port(f'con.{slot}')
         qsock = self.connect_port(f'qmp.{slot}')
         reader = ProbeReader(con, os.path.join(self.workdir,
@@ -286,7 +290,7 @@ class KvmHost:
         args = (f'{binary} -M {machine} -cpu host -m {mem} -smp {smp} '
                 f'-display none '
                 f'-nodefaults -L /fw -kernel /guest/vmlinux '
-                f'-initrd /guest/guest-initrd.gz '
+                f'-initrd {initrd} '
                 f'-append "console=hvc0 quiet tbp={probe_opts}" '
                 f'-chardev pipe,id=qmp,path=$(port qmp.{slot}) '
                 f'-mon chardev=qmp,mode=control '

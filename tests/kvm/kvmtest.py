@@ -83,6 +83,12 @@ class HostSpec:
                        inner_opts=inner_opts, **kwargs)
 
 
+# KVM in a PowerVM-style partition: a pseries L1 of the fork's TCG
+# offering the PAPR nested API v2 (H_GUEST_*), as PowerVM does; its
+# kvm-hv (Linux 6.8+) uses v2 when offered. POWER10, as the L1s are.
+NESTED_V2_MACHINE = ('pseries,x-vof=on,cap-nested-papr=on,cap-cfpc=broken,'
+                     'cap-sbbc=broken,cap-ibs=broken,cap-ccf-assist=off')
+
 # The pair most scenarios use.
 P9_PAIR = (HostSpec(), HostSpec())
 # Probe: summaries every 100 ms, report jumps over 5 ms.
@@ -177,17 +183,17 @@ class KvmTestBase(unittest.TestCase):
         return h
 
     def start_guest(self, host, binary, slot='a', probe=PROBE,
-                    machine_opts='', boot_timeout=120, smp='1'):
+                    machine_opts='', boot_timeout=120, smp='1', **inner):
         """A KVM guest running the probe, given a non-zero TB offset.
 
         The kernel writes TBU40 on guest entry and exit only when the
         offset is non-zero: a 2 s user pause (not compensated under the
         fork's default policy, frozen by stock QEMU) puts the guest TB
         behind the host's for good (KVM-HV; under KVM-PR the pause
-        applies nothing).
+        applies nothing). inner: more of start_inner's arguments.
         """
         vm = host.start_inner(slot, binary, machine_opts=machine_opts,
-                              probe_opts=probe, smp=smp)
+                              probe_opts=probe, smp=smp, **inner)
         vm.reader.wait_for('sum', count=10, timeout=boot_timeout)
         vm.cmd('stop')
         time.sleep(2)
@@ -197,16 +203,17 @@ class KvmTestBase(unittest.TestCase):
         return vm
 
     def migrate(self, src, dst_host, dst_slot, binary, uri_host,
-                probe=PROBE, smp='1', mode=None, lag_samples=30):
+                probe=PROBE, smp='1', mode=None, lag_samples=30, **inner):
         """Migrate src to a new inner QEMU with a STOP_S forced stop.
 
         mode: a tbfork.MigrationMode (precopy by default); lag_samples:
         the probe summaries after the switch that the error estimate
-        waits for.
+        waits for; inner: more of start_inner's arguments, as the
+        source's.
         """
         mode = mode or MigrationMode()
         dst = dst_host.start_inner(dst_slot, binary, probe_opts=probe,
-                                   incoming=True, smp=smp)
+                                   incoming=True, smp=smp, **inner)
         dst.cmd('migrate-set-capabilities', capabilities=mode.caps_arg())
         if mode.dst_params:
             dst.cmd('migrate-set-parameters', **mode.dst_params)

@@ -47,7 +47,13 @@ def main(path):
     for r in results:
         if 'error' in r:
             print(f"\n{r['scenario']} ({r['machine']}): `{r['error']}`")
-        if 'debugfs_offset' in r:
+        if 'trace_sent' in r:
+            print(f"\n{r['scenario']} ({r['machine']}): query-ppc-timebase "
+                  f"offset {r['offset'] & (2**64 - 1):#x}, vcpu debugfs "
+                  f"{r['debugfs_offset']:#x}; tracepoints: sent to the L0 "
+                  f"{r['trace_sent']} time(s), TBU40 entries and exits "
+                  f"{r['trace_tbu40']}")
+        elif 'debugfs_offset' in r:
             print(f"\n{r['scenario']} ({r['machine']}): query-ppc-timebase "
                   f"offset {r['offset'] & (2**64 - 1):#x}, vcpu debugfs "
                   f"{r['debugfs_offset']:#x}; tracepoints: {r['trace_sets']} "
@@ -67,6 +73,10 @@ def main(path):
         if 'soft_lockups' in r:
             print(f"\n{r['scenario']}, {r['qemu']}: {r['soft_lockups']} "
                   f"soft lockup report(s) in the L2's console")
+        if 'l2_steps_s' in r:
+            print(f"\n{r['scenario']}: the L2's TB steps over 200 ms after "
+                  f"the switch {r['l2_steps_s']} s, the stop "
+                  f"{r['stop_to_start_ms'] / 1e3:.3f} s")
         if 'timer_others_per_s' in r:
             print(f"\n{r['scenario']}, L0 {r['qemu']}: it took "
                   f"{r['timer_others_per_s']} decrementer interrupts/s "

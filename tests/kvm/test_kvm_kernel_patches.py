@@ -17,7 +17,7 @@ import os
 import re
 import unittest
 
-from kvmtest import FORK, PROBE, KvmTestBase, record
+from kvmtest import FORK, NESTED_V2_MACHINE, PROBE, KvmTestBase, record
 
 TRACE = '/sys/kernel/tracing'
 # A KVM-PR guest: what KVM-PR cannot offer is turned off.
@@ -202,6 +202,38 @@ class KvmKernelPatches612Test(KvmKernelPatchesTest):
         the offset) on POWER10."""
         self.dec_at_resume('powernv10', 'power10',
                            'DEC at resume (P10, patched 6.12 kernel)')
+
+    def test_p10_nested_v2_sent_to_l0(self):
+        """Booted as a pseries L1 on the nested API v2 (the fork's TCG as
+        the L0): the L1 applies no offset itself but sends it to the L0
+        (H_GUEST_SET_STATE); what it sent is what query-ppc-timebase
+        reports, and the L2's TB shows the L0 applied it."""
+        name = 'nested v2 L1 one host, patched 6.12 kernel'
+        h = self.host('N', machine=NESTED_V2_MACHINE, cpu='power10')
+        src = self.start_guest(h, FORK)
+        events = ('kvmppc_tb_offset_set', 'kvmppc_tb_offset_sent',
+                  'kvmppc_tb_offset_enter', 'kvmppc_tb_offset_exit')
+        h.sh(f'echo > {TRACE}/trace; ' + '; '.join(
+            f'echo 1 > {TRACE}/events/kvm_hv/{e}/enable' for e in events))
+        dst, res = self.migrate(src, h, 'b', FORK, '127.0.0.1')
+        entry = self.outcome(name, 'pseries L1, nested API v2', FORK, dst,
+                             res)
+        offset = u64(entry['offset'])
+        h.sh(f'echo 0 > {TRACE}/events/kvm_hv/enable')
+        kernel_off, applied = self.vcpu_debugfs(h, 'b')
+        _, trace = h.sh(f'cat {TRACE}/trace')
+        sent = re.findall(r'kvmppc_tb_offset_sent: VCPU \d+: TB offset '
+                          r'0x([0-9a-f]+) sent to the L0', trace)
+        tbu40 = re.findall(r'kvmppc_tb_offset_(?:enter|exit):', trace)
+        record('kernel ground truth, nested v2', machine='pseries L1',
+               qemu='fork', offset=entry['offset'], debugfs_offset=kernel_off,
+               trace_sent=len(sent), trace_tbu40=len(tbu40))
+        self.assertEqual(kernel_off, offset)
+        # Sent to the L0, and only that; never applied by the L1 itself.
+        self.assertGreater(len(sent), 0)
+        self.assertEqual({int(v, 16) for v in sent}, {offset})
+        self.assertEqual(applied, 0)
+        self.assertEqual(tbu40, [])
 
 
 def load_tests(loader, tests, pattern):

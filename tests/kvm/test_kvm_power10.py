@@ -22,8 +22,8 @@ import os
 import time
 import unittest
 
-from kvmtest import (FORK, FREQ, INNER_OPTS, STOCK, STOCK_OUTER, WORKDIR,
-                     HostSpec, KvmTestBase, record)
+from kvmtest import (FORK, FREQ, INNER_OPTS, NESTED_V2_MACHINE, STOCK,
+                     STOCK_OUTER, WORKDIR, HostSpec, KvmTestBase, record)
 
 ENV = os.environ.get
 P10_4K = HostSpec('powernv10', 'power10', ENV('TBFORK_P10_4K_KERNEL', ''),
@@ -35,12 +35,9 @@ P10_PAIR = (P10_4K, P10_64K)
 FLEET_PAIR = (P9_64K, P10_64K)
 # What lets a guest move between the two: the POWER9 ISA on both.
 COMPAT = 'max-cpu-compat=power9'
-# KVM in a PowerVM-style partition: the L1 is a pseries guest of the
-# fork's TCG offering the PAPR nested API v2 (H_GUEST_*), as PowerVM
-# does, running Debian 6.12's kvm-hv, which uses v2 when offered.
-NESTED_V2_L1 = HostSpec('pseries,x-vof=on,cap-nested-papr=on,'
-                        'cap-cfpc=broken,cap-sbbc=broken,cap-ibs=broken,'
-                        'cap-ccf-assist=off', 'power10', P10_64K.kernel,
+# KVM in a PowerVM-style partition: a pseries L1 on the nested API v2,
+# running Debian 6.12's kvm-hv.
+NESTED_V2_L1 = HostSpec(NESTED_V2_MACHINE, 'power10', P10_64K.kernel,
                         P10_64K.initrd, 'pseries L1, nested API v2')
 NESTED_V2_PAIR = (NESTED_V2_L1, NESTED_V2_L1)
 # An idle L2 (the probe's idle mode) is measured over this many of its
