@@ -47,16 +47,20 @@ at_least() {
 }
 # The series' patches for this version (a second word: the first
 # version a patch is for), and the configuration fragments.
-patches=$(grep -v '^#' "$kp/series" | while read -r p since; do
-              [ -z "$p" ] || { [ -n "$since" ] && ! at_least "$since"; } ||
-                  echo "$p"
-          done)
-frags="$kp/powernv-kvm.config"
+patches=()
+while read -r p since; do
+    case $p in ''|'#'*) continue;; esac
+    if [ -z "$since" ] || at_least "$since"; then
+        patches+=("$p")
+    fi
+done < "$kp/series"
+[ ${#patches[@]} -gt 0 ] || die "no patches in $kp/series"
+frags=("$kp/powernv-kvm.config")
 if at_least 6.8; then
-    frags+=" $kp/pseries-l1.config"
+    frags+=("$kp/pseries-l1.config")
 fi
-key=$( { echo "$pkg $debver"; for p in $patches; do cat "$kp/$p"; done
-         cat $frags; } | sha256sum | cut -c1-16)
+key=$( { echo "$pkg $debver"; for p in "${patches[@]}"; do cat "$kp/$p"; done
+         cat "${frags[@]}"; } | sha256sum | cut -c1-16)
 out="$TBFORK_CACHE/kernel/$ver-$key"
 
 src="$build/kernel/$pkg"
@@ -67,7 +71,7 @@ dpkg-deb --fsys-tarfile "$deb" | tar -xO "./usr/src/$pkg.tar.xz" |
     tar -xJ -C "$build/kernel" || die "unpacking $pkg failed"
 
 step "applying kernel-patches/series to $pkg"
-for p in $patches; do
+for p in "${patches[@]}"; do
     (cd "$src" && patch -p1 --fuzz=0 --no-backup-if-mismatch -s \
         < "$kp/$p") || die "$p does not apply to $pkg $debver"
     info "applied $p"
@@ -98,11 +102,10 @@ kmake() {
         CROSS_COMPILE=powerpc64le-linux-gnu- \
         CC="ccache powerpc64le-linux-gnu-gcc" "$@"
 }
-step "configuring $pkg: allnoconfig + $(for f in $frags; do
-    echo -n "kernel-patches/${f##*/} "; done)"
+step "configuring $pkg: allnoconfig + ${frags[*]##*/}"
 kmake -s allnoconfig >/dev/null || die "allnoconfig failed"
 (cd "$src" && ARCH=powerpc scripts/kconfig/merge_config.sh -m -O "$obj" \
-    "$obj/.config" $frags > "$obj/merge.log" 2>&1) ||
+    "$obj/.config" "${frags[@]}" > "$obj/merge.log" 2>&1) ||
     die "merge_config failed (see $obj/merge.log)"
 kmake -s olddefconfig >/dev/null || die "olddefconfig failed"
 # Every =y of the fragments must have survived the dependency checks.
@@ -113,7 +116,7 @@ while read -r line; do
             die "$line did not make it into the configuration"
         ;;
     esac
-done < <(cat $frags)
+done < <(cat "${frags[@]}")
 
 step "building $pkg vmlinux (ppc64le powernv, -j$(nproc))"
 s=$(date +%s)

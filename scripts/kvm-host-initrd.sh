@@ -25,7 +25,8 @@ r="$tmp/root"
 mkdir -p "$r"/{bin,proc,sys,dev,tmp,guest,fw,mod}
 cp "$guest/busybox" "$r/bin/busybox"
 for a in sh mount cat echo sleep insmod ls grep ip poweroff date \
-         kill ps mkdir rm dmesg uname ping cp ln find cpio mkfifo tee wc; do
+         kill ps mkdir rm dmesg uname ping cp ln find cpio mkfifo tee wc \
+         zcat; do
     ln -s busybox "$r/bin/$a"
 done
 cp "$modules"/*.ko "$r/mod/"

@@ -33,7 +33,8 @@
  * two LOC lines: those that ran a timer event, and the others, which
  * found nothing due). An idle guest whose decrementer is programmed
  * right takes few of either; one that is re-entered with its
- * decrementer already expired takes an "other" on every entry.
+ * decrementer already expired takes an "other" on every entry. The
+ * sleepers of w=MS run beside it.
  *
  * Output lines (all start with "TBP"; fields are key=value, decimal):
  *   TBP start freq=HZ cpus=N interval_ms=I thresh_us=T
@@ -327,11 +328,12 @@ static void dirtier(const struct opts *o)
 
 /*
  * Sum, over CPUs, of the /proc/interrupts line whose description
- * starts with `what` (e.g. "Local timer interrupts for others").
+ * contains `what` (e.g. "Local timer interrupts for others"); -1 if
+ * there is none.
  */
 static long long interrupts_line(const char *what)
 {
-    char line[1024];
+    char line[8192];
     long long total = -1;
     FILE *f = fopen("/proc/interrupts", "r");
 
@@ -476,6 +478,9 @@ int main(int argc, char **argv)
            " sleep_ms=%u\n", freq, ncpu, o.interval_ms, o.thresh_us,
            o.sleep_ms);
     if (o.idle) {
+        for (i = 0; i < 4; i++) {
+            spawn_sleeper(0, 0, freq, &o, i, 4);
+        }
         idle(freq, &o);
         return 0;
     }

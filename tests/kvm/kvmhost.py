@@ -276,11 +276,12 @@ class KvmHost:
                     machine_opts: str = '', probe_opts: str = 'i=100,t=5000',
                     incoming: bool = False, mem: str = '512',
                     timeout: float = 120, smp: str = '1',
-                    initrd: str = '/guest/guest-initrd.gz') -> InnerVM:
+                    initrd: str = '/guest/guest-initrd.gz',
+                    append: str = '') -> InnerVM:
         """Start an inner QEMU in `slot`, connected to its QMP monitor.
 
         initrd: the guest's initramfs, a path in the host (the probe's by
-        default)."""
+        default); append: more of the guest kernel's command line."""
         con = self.connect_port(f'con.{slot}')
         qsock = self.connect_port(f'qmp.{slot}')
         reader = ProbeReader(con, os.path.join(self.workdir,
@@ -291,7 +292,7 @@ class KvmHost:
                 f'-display none '
                 f'-nodefaults -L /fw -kernel /guest/vmlinux '
                 f'-initrd {initrd} '
-                f'-append "console=hvc0 quiet tbp={probe_opts}" '
+                f'-append "console=hvc0 quiet tbp={probe_opts} {append}" '
                 f'-chardev pipe,id=qmp,path=$(port qmp.{slot}) '
                 f'-mon chardev=qmp,mode=control '
                 f'-chardev pipe,id=con,path=$(port con.{slot}) '

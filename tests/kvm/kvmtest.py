@@ -668,7 +668,7 @@ class KvmTestBase(unittest.TestCase):
         return self._net_port
 
     def dirty_migration(self, outer):
-        """Migrate a guest that rewrites 64 MiB, reading each page first;
+        """Migrate a guest that rewrites 16 MiB, reading each page first;
         return (pages that lost their last write, guest alive after).
 
         KVM-HV's dirty tracking under radix reads the C bit of its
@@ -676,7 +676,7 @@ class KvmTestBase(unittest.TestCase):
         first store after a load, or the last writes are lost.
         """
         h = self.host('A', outer_qemu=outer)
-        probe = PROBE + ',m=64'
+        probe = PROBE + ',m=16'
         src = h.start_inner('a', FORK, probe_opts=probe)
         src.reader.wait_for('memsum', count=2, timeout=120)
         dst = h.start_inner('b', FORK, probe_opts=probe, incoming=True)
@@ -688,7 +688,7 @@ class KvmTestBase(unittest.TestCase):
         try:
             dst.event_wait('RESUME', 120)
         except TimeoutError:
-            # The guest can dirty its 64 MiB faster than the loopback
+            # The guest can dirty its 16 MiB faster than the loopback
             # copies them (seen once in 300 s): the final pass may then
             # take what it needs. Lost writes show up all the same.
             limit_ms = 20000
@@ -696,7 +696,7 @@ class KvmTestBase(unittest.TestCase):
             dst.event_wait('RESUME', 300)
         # Every page is checked once per pass: a few passes after the
         # switch, a lost write has shown up (or the guest died of one).
-        # The destination faults its 64 MiB in anew (KVM-HV under TCG):
+        # The destination faults its 16 MiB in anew (KVM-HV under TCG):
         # twice in four runs on 2026-11-26 no pass came within a minute
         # (the spinner printing all along; not understood yet).
         # A guest that died (stock's outer emulator: an oops) prints no

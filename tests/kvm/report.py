@@ -73,10 +73,13 @@ def main(path):
         if 'soft_lockups' in r:
             print(f"\n{r['scenario']}, {r['qemu']}: {r['soft_lockups']} "
                   f"soft lockup report(s) in the L2's console")
-        if 'l2_steps_s' in r:
-            print(f"\n{r['scenario']}: the L2's TB steps over 200 ms after "
-                  f"the switch {r['l2_steps_s']} s, the stop "
-                  f"{r['stop_to_start_ms'] / 1e3:.3f} s")
+        if 'l2_step_s' in r:
+            print(f"\n{r['scenario']}: the L2 (TB offset "
+                  f"{r['l2_tb_offset']} ticks) stepped {r['l2_step_s']} s "
+                  f"across a {r['stop_to_start_ms'] / 1e3:.3f} s stop; the "
+                  f"L1's sleepers: one due in the stop woke "
+                  f"{r['l1_stop_wake_ms']} ms late, the last eight at most "
+                  f"{r['l1_last_late_ms']} ms")
         if 'timer_others_per_s' in r:
             print(f"\n{r['scenario']}, L0 {r['qemu']}: it took "
                   f"{r['timer_others_per_s']} decrementer interrupts/s "

@@ -204,6 +204,9 @@ class KvmPower10Test(KvmTestBase):
         last = vm.reader.wait_for('idle', count=IDLE_SETTLE + 1 + IDLE_S,
                                   timeout=IDLE_S * 10)[-1]
         ticks1, t1 = vcpu_ticks()
+        for key in ('timer_events', 'timer_others'):
+            # -1: the kernel's /proc/interrupts has no such line
+            self.assertGreaterEqual(first.fields[key], 0, key)
         secs = (last.fields['tb'] - first.fields['tb']) / FREQ
         fig = {
             'timer_others_per_s': round(
@@ -234,8 +237,8 @@ class KvmPower10Test(KvmTestBase):
 
     def test_p10_15_nested_v2_idle_l2_stock_l0(self):
         """The same L1 under stock QEMU 10.0 as the L0 (the outer
-        emulator): its L2 does not stay idle, which is what the test
-        above would see without the fix."""
+        emulator), for the table: a measurement, not a check (Debian's
+        QEMU may get the fix)."""
         if not os.access(STOCK_OUTER, os.X_OK):
             self.skipTest('no stock QEMU 10.0 to run the L1 '
                           '(TBFORK_STOCK_QEMU)')
@@ -245,8 +248,7 @@ class KvmPower10Test(KvmTestBase):
                               outer_qemu=STOCK_OUTER)
         self.hosts.append(h)
         h.launch()
-        fig = self.idle_l2(h, 'stock')
-        self.assertGreater(fig['timer_others_per_s'], IDLE_OTHERS_PER_S)
+        self.idle_l2(h, 'stock')
 
 
 if __name__ == '__main__':

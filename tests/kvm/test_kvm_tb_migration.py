@@ -24,15 +24,19 @@ from tbfork import event_time, guest_lag
 NESTED_L1 = ('pseries,x-vof=on,cap-nested-hv=on,cap-cfpc=broken,'
              'cap-sbbc=broken,cap-ibs=broken,cap-ccf-assist=off')
 # An L1 hypervisor as a KVM guest of an emulated host: its initramfs made
-# in the host (tests/kvm/mk-l1-initrd), room for it unpacked and its L2.
+# in the host (tests/kvm/mk-l1-initrd), room for it unpacked and its L2;
+# the L1's own probe: idle, four sleepers 250 ms apart (tests/kvm/l1-init).
 L1_OPTS = {'machine_opts': 'cap-nested-hv=on', 'mem': '1024',
-           'initrd': '/tmp/l1.cpio'}
+           'initrd': '/tmp/l1.cpio', 'append': 'tbp1=idle,i=1000,w=1000'}
 # Its L2's probe: few lines (summaries every 500 ms, steps over 200 ms),
 # which reach the harness through the L1's console.
 L2_PROBE = 'i=500,t=200000'
 # What an L2 three levels down may miss of its vCPU around a stop, on top
-# of the stop (0.47 s seen here, 2026-11-27).
-L2_MISSED_S = 1.5
+# of the stop (0.2-0.9 s seen here, 2026-11-27); its own offset (a 5 s
+# pause) is larger, so a step off by it does not pass.
+L2_MISSED_S = 3.0
+# How late the L1's sleepers may wake once the stop is over.
+L1_LATE_S = 0.2
 
 
 class KvmTBMigrationTest(KvmTestBase):
@@ -77,17 +81,19 @@ class KvmTBMigrationTest(KvmTestBase):
 
         Not testable on an emulated host: QEMU 10.0's TCG raises no HMI
         (nothing sets PPC_INTERRUPT_HMI, and POWER9's interrupt delivery
-        has no case for it) and its powernv machine models no timebase
-        error for OPAL to resync. The test asks the outer emulator for a
-        way to inject one, and skips with that reason while there is
-        none; one that appears fails it until the test is written."""
+        has no case for it), and its powernv machine, which models the
+        ChipTOD and the TFMR state machine, has no way to inject a
+        timebase error. The test asks the outer emulator for a way to
+        inject one, and skips with that reason while there is none; one
+        that appears fails it until the test is written."""
         h = self.host('A')
         commands = {c['name'] for c in h.vm.qmp('query-commands')['return']}
         inject = sorted(c for c in commands if 'hmi' in c.lower())
         if not inject:
-            self.skipTest('the outer QEMU cannot raise an HMI (no QMP '
-                          'command for it; TCG raises none): the HMI '
-                          'timebase resync is not reachable here')
+            self.skipTest('the outer QEMU cannot raise an HMI or inject '
+                          'a timebase error (no QMP command for it; TCG '
+                          'raises no HMI): the HMI timebase resync is not '
+                          'reachable here')
         self.fail(f'the outer QEMU offers {inject}: inject a timebase '
                   'error in a guest with an offset and check its TB')
 
@@ -229,15 +235,18 @@ class KvmTBMigrationTest(KvmTestBase):
 
     def test_p9_two_hosts_nested_hv_v1(self):
         """Nested HV on KVM (API v1): an L1 KVM guest of POWER9 host A
-        (cap-nested-hv=on) runs kvm-hv and an L2, the probe, paused 2 s
+        (cap-nested-hv=on) runs kvm-hv and an L2, the probe, paused 5 s
         by the L1 (tests/kvm/l1-init) so that it has a TB offset of its
         own. At each H_ENTER_NESTED the host adds the L2's offset to the
-        L1's vcore offset and at the exit puts back the L1's it saved
-        (the XXX in book3s_hv_nested.c: is that always the L2's delta?).
-        The L1 is migrated to host B, whose TB origin is 60 s later: the
-        L1's offset changes by that under its L2. Thousands of L2 runs
-        later B still holds exactly the fork's offset for the L1, and
-        the L2's TB stepped across the stop by the time it did not run.
+        L1's vcore offset and to the L1's decrementer expiry, and at the
+        exit puts back the L1's offset it saved and takes the L2's off
+        the expiry (the XXX in book3s_hv_nested.c: is that always the
+        same delta?). The L1 is migrated to host B, whose TB origin is
+        60 s later: its offset changes by that between two L2 runs.
+        Then B holds exactly the fork's offset for the L1 (read from the
+        kernel after the L2 ran there), the L1's sleepers wake on time
+        (its decrementer), and the L2's TB stepped across the stop by
+        the time it did not run.
 
         The L2's console reaches the harness through the L1's, seconds
         late under load, so its lines cannot date the resume: the L2's
@@ -246,6 +255,7 @@ class KvmTBMigrationTest(KvmTestBase):
         a, b = self.host_pair()
         for h in (a, b):
             h.sync_clock()
+            self.addCleanup(h.sh, 'rm -f /tmp/l1.cpio', check=False)
         (oa, ba), (ob, bb) = a.clock_offset(), b.clock_offset()
         skew = abs(ob - oa) + ba + bb
         size = [int(h.sh('mk-l1-initrd')[1].split()[-2]) for h in (a, b)]
@@ -255,6 +265,12 @@ class KvmTBMigrationTest(KvmTestBase):
             self.assertLess(time.time(), deadline, 'the L1 did not pause '
                             'its L2: ' + '\n'.join(src.reader.text[-20:]))
             time.sleep(1)
+        # The L2's offset, from its QEMU's `info timebase` in the L1.
+        m = re.search(r'KVM: requested offset 0x([0-9a-f]{16})',
+                      '\n'.join(src.reader.text))
+        self.assertIsNotNone(m, "no `info timebase` from the L2's QEMU")
+        l2_offset = int(m.group(1), 16)
+        self.assertNotEqual(l2_offset, 0)
         # The L1's own offset, as start_guest gives every guest.
         src.cmd('stop')
         time.sleep(2)
@@ -264,21 +280,43 @@ class KvmTBMigrationTest(KvmTestBase):
         src.reader.wait_for('sum', count=n + 6, timeout=60)
         dst, res = self.migrate(src, b, 'b', FORK, '10.0.0.2',
                                 probe=L2_PROBE, lag_samples=6, **L1_OPTS)
+        # A few seconds of L1 sleeps and L2 runs on B, then the offset
+        # as the kernel holds it (`info registers` syncs it into QEMU).
+        n = len(dst.reader.of_kind('wake'))
+        wakes = dst.reader.wait_for('wake', count=n + 16, timeout=60)
+        dst.hmp('info registers')
+        kernel_offset = dst.cmd('query-ppc-timebase')['vcpus'][0][
+            'tb-offset']
+        # (the line first printed after the resume may be cut in two,
+        # its start sent before the stop: take the steps from the
+        # summaries' largest gaps too)
         steps = [p.fields['gap'] / FREQ for p in dst.reader.of_kind('jump')]
+        steps += [p.fields['maxgap'] / FREQ
+                  for p in dst.reader.of_kind('sum')]
+        late = [w.fields['late'] / FREQ for w in wakes]
         entry = self.outcome('nested HV v1: L1 migrated under its L2 A->B',
                              'powernv9', FORK, dst, res, skew,
                              console_error=False, source_machine='powernv9',
-                             l2_steps_s=[round(g, 3) for g in steps],
+                             l2_tb_offset=l2_offset - (1 << 64)
+                             if l2_offset >> 63 else l2_offset,
+                             l2_step_s=round(max(steps), 3),
+                             l1_stop_wake_ms=round(max(late) * 1e3, 1),
+                             l1_last_late_ms=round(max(late[-8:]) * 1e3, 1),
                              l1_initrd_bytes=size[0])
-        # The L1's offset moved by the hosts' TB origins: under the L2.
+        self.assertEqual(kernel_offset, entry['offset'])
+        # The L1's offset moved by the hosts' TB origins, between L2 runs.
         self.assertGreater(abs(entry['offset'] - src_offset),
                            0.9 * HOST_GAP_S * FREQ)
-        # One step across the stop, by at least the stop and at most
-        # what the L2 could miss of its vCPU around it.
-        across = [g for g in steps if g > STOP_S / 2]
-        self.assertEqual(len(across), 1, steps)
-        self.assertGreater(across[0], res.stop_to_start_s - MEASURE_S - skew)
-        self.assertLess(across[0], res.stop_to_start_s + L2_MISSED_S)
+        # The L1's sleeps: those due in the stop end at resume, the last
+        # eight (seconds after it) on time; a decrementer expiry off by
+        # an offset's delta would wake them seconds late, or never.
+        self.assertLess(max(late), res.stop_to_start_s + L1_LATE_S, late)
+        self.assertLess(max(late[-8:]), L1_LATE_S, late)
+        # The L2's largest step is the one across the stop: by at least
+        # the stop, at most what the L2 could miss of its vCPU around it.
+        self.assertGreater(max(steps), res.stop_to_start_s - MEASURE_S - skew)
+        self.assertLess(max(steps), res.stop_to_start_s + L2_MISSED_S)
+        self.assertEqual(dst.reader.of_kind('back'), [])
 
     def test_no_kvm_hv(self):
         """A host without kvm-hv: the inner QEMU says so and stops."""
