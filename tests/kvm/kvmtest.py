@@ -380,18 +380,22 @@ class KvmTestBase(unittest.TestCase):
         self.borrow(key, tuple(pair))
         return tuple(pair)
 
+    @staticmethod
+    def synced_skew(a, b):
+        """Step both hosts' realtime onto the harness's (busybox has no
+        ntpd here) and return the residual skew between them, with its
+        bound: it goes into the error bound and the results."""
+        for h in (a, b):
+            h.sync_clock()
+        (oa, ba), (ob, bb) = a.clock_offset(), b.clock_offset()
+        return abs(ob - oa) + ba + bb
+
     def two_hosts(self, binary, name, hosts=P9_PAIR, inner_opts='',
                   gap_s=HOST_GAP_S):
         a, b = self.host_pair(hosts, inner_opts, gap_s)
         ma, mb = hosts[0].name, hosts[1].name
         src = self.start_guest(a, binary)
-        # Both hosts' realtime stepped onto the harness's (busybox has no
-        # ntpd here): the residual skew between them, with its bound,
-        # goes into the error bound and the results.
-        for h in (a, b):
-            h.sync_clock()
-        (oa, ba), (ob, bb) = a.clock_offset(), b.clock_offset()
-        skew_total = abs(ob - oa) + ba + bb
+        skew_total = self.synced_skew(a, b)
         dst, res1 = self.migrate(src, b, 'b', binary, '10.0.0.2')
         host_gap_s = b.launched_at - a.launched_at
         e1 = self.outcome(f'{name} A->B', mb, binary, dst, res1,
@@ -418,10 +422,7 @@ class KvmTestBase(unittest.TestCase):
         TB ran in hardware until then); a stock destination programs the
         fork's stop-time TB: frozen across the stop. Never backwards."""
         a, b = self.host_pair()
-        for h in (a, b):
-            h.sync_clock()
-        (oa, ba), (ob, bb) = a.clock_offset(), b.clock_offset()
-        skew_total = abs(ob - oa) + ba + bb
+        skew_total = self.synced_skew(a, b)
         vm = self.start_guest(a, STOCK, 'a')
         hops = [(b, 'b', FORK, '10.0.0.2'), (a, 'c', STOCK, '10.0.0.1'),
                 (b, 'd', FORK, '10.0.0.2')]

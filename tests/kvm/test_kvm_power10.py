@@ -225,8 +225,8 @@ class KvmPower10Test(KvmTestBase):
         return fig
 
     def test_p10_14_nested_v2_idle_l2(self):
-        """An idle L2 sleeps: the decrementer expiry its L1 reads back
-        after each exit (H_GUEST_GET_STATE) is the one the L2's DEC
+        """An idle L2 sleeps: the decrementer expiry its L1 reloads
+        (H_GUEST_GET_STATE) for a ceded vCPU is the one the L2's DEC
         gives. QEMU 10.0's L0 returned now - DEC, in the past: the L1
         re-entered a ceded L2 at once, its decrementer expired, again
         and again (patches/qemu/0013)."""

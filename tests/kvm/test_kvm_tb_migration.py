@@ -254,10 +254,8 @@ class KvmTBMigrationTest(KvmTestBase):
         """
         a, b = self.host_pair()
         for h in (a, b):
-            h.sync_clock()
             self.addCleanup(h.sh, 'rm -f /tmp/l1.cpio', check=False)
-        (oa, ba), (ob, bb) = a.clock_offset(), b.clock_offset()
-        skew = abs(ob - oa) + ba + bb
+        skew = self.synced_skew(a, b)
         size = [int(h.sh('mk-l1-initrd')[1].split()[-2]) for h in (a, b)]
         src = a.start_inner('a', FORK, probe_opts=L2_PROBE, **L1_OPTS)
         deadline = time.time() + 300
